@@ -1,0 +1,1 @@
+"""The experiment runner: configs, the one training loop, sweeps, comparisons and reports."""

@@ -1,0 +1,1 @@
+"""Built-in generic task and model (filled in by the runner)."""

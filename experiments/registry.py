@@ -1,0 +1,134 @@
+"""Names → models, tasks, optimizers and metric hooks. Model paths register themselves here.
+
+The runner knows nothing path-specific. Each path ships one glue module (``spiking/registry.py`` ...) that
+imports this module and calls the ``register_*`` functions; the runner finds the glue modules through the
+``beyondscale.plugins`` entry-point group declared in ``pyproject.toml`` (plus any module named in the
+``BEYONDSCALE_PLUGINS`` environment variable, comma separated) and imports no path directly.
+
+Factories:
+  task:      ``factory(cfg, *, key) -> experiments.Task``
+  model:     ``factory(cfg, *, task, rngs) -> nnx.Module``
+  optimizer: ``factory(cfg, *, learning_rate, weight_decay) -> optax.GradientTransformation``
+  hook:      ``fn(ctx: HookContext) -> {name: float}``, called at every evaluation and at the end.
+
+``cfg`` is an instance of the dataclass given as ``config=`` at registration (its fields are the keys allowed
+in the config file's section, typed and validated by ``experiments.config``), or ``None`` when none was given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.metadata
+import os
+from typing import Any, Callable
+
+from experiments.errors import ConfigError
+
+PLUGIN_GROUP = "beyondscale.plugins"
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    config: type | None = None
+    hooks: tuple[str, ...] = ()
+    doc: str = ""
+
+
+@dataclasses.dataclass
+class HookContext:
+    """What a metric hook sees: the merged model, the task, the resolved config, the optimizer state, the step
+    and the evaluation batches (already on the device)."""
+
+    model: Any
+    task: Any
+    config: Any
+    opt_state: Any
+    params: Any
+    step: int
+    eval_batches: list[Any]
+    final: bool = False
+
+
+_TABLES: dict[str, dict[str, Entry]] = {"model": {}, "task": {}, "optimizer": {}, "hook": {}}
+
+
+def _register(kind: str, name: str, factory, config, hooks, doc):
+    def add(fn):
+        text = doc if doc is not None else (fn.__doc__ or "").strip().splitlines()[0:1]
+        text = text if isinstance(text, str) else (text[0] if text else "")
+        _TABLES[kind][name] = Entry(kind, name, fn, config, tuple(hooks), text)
+        return fn
+
+    return add(factory) if factory is not None else add
+
+
+def register_model(name: str, factory=None, *, config: type | None = None, hooks=(), doc: str | None = None):
+    """Register a model factory ``(cfg, *, task, rngs) -> nnx.Module``; usable as a decorator."""
+    return _register("model", name, factory, config, hooks, doc)
+
+
+def register_task(name: str, factory=None, *, config: type | None = None, hooks=(), doc: str | None = None):
+    """Register a task factory ``(cfg, *, key) -> Task``; usable as a decorator."""
+    return _register("task", name, factory, config, hooks, doc)
+
+
+def register_optimizer(name: str, factory=None, *, config: type | None = None, hooks=(), doc: str | None = None):
+    """Register an optimizer factory ``(cfg, *, learning_rate, weight_decay) -> GradientTransformation``."""
+    return _register("optimizer", name, factory, config, hooks, doc)
+
+
+def register_hook(name: str, fn=None, *, doc: str | None = None):
+    """Register a metric hook ``fn(ctx: HookContext) -> {name: float}``; usable as a decorator."""
+    return _register("hook", name, fn, None, (), doc)
+
+
+def get(kind: str, name: str) -> Entry:
+    """The entry ``name`` of ``kind`` ('model', 'task', 'optimizer', 'hook'), or a ConfigError naming the choices."""
+    load_plugins()
+    table = _TABLES[kind]
+    if name not in table:
+        key = {"task": "data.name", "model": "model.name", "optimizer": "optimizer.name"}.get(kind, "hooks")
+        raise ConfigError(f"{key}: unknown {kind} {name!r}; registered: {', '.join(sorted(table)) or 'none'}")
+    return table[name]
+
+
+def names(kind: str) -> list[str]:
+    load_plugins()
+    return sorted(_TABLES[kind])
+
+
+def entries(kind: str) -> list[Entry]:
+    load_plugins()
+    return [_TABLES[kind][n] for n in sorted(_TABLES[kind])]
+
+
+def build_optimizer(name: str, cfg=None, *, learning_rate, weight_decay: float = 0.0):
+    """Build a registered optimizer by name (wrapping optimizers such as ``tunneling`` use this for ``inner``).
+
+    ``cfg`` may be None, a dict of that optimizer's fields, or its config dataclass instance.
+    """
+    entry = get("optimizer", name)
+    if entry.config is not None and not dataclasses.is_dataclass(cfg):
+        cfg = entry.config(**(cfg or {}))
+    return entry.factory(cfg, learning_rate=learning_rate, weight_decay=weight_decay)
+
+
+_loaded = False
+
+
+def load_plugins() -> None:
+    """Import the runner's built-ins and every glue module of the plugin group (once)."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    modules = ["experiments.builtin"]
+    for ep in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+        modules.append(ep.value)
+    modules += [m.strip() for m in os.environ.get("BEYONDSCALE_PLUGINS", "").split(",") if m.strip()]
+    for module in dict.fromkeys(modules):
+        importlib.import_module(module)

@@ -1,0 +1,1 @@
+"""Registers the hybrid path with the experiment runner."""

@@ -1,0 +1,1 @@
+"""quantum_opt (in progress)."""

@@ -1,0 +1,1 @@
+"""Registers the quantum_opt path with the experiment runner."""

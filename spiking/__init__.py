@@ -1,0 +1,1 @@
+"""spiking (in progress)."""

@@ -1,0 +1,1 @@
+"""Registers the spiking path with the experiment runner."""
