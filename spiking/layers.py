@@ -1,0 +1,147 @@
+"""Flax NNX spiking layers: thin shells around ``spiking.neurons`` with time folded into the batch for matmuls.
+
+Inputs are time-major ``[T, B, ..., N_in]``. ``SpikingDense`` reshapes them to ``[T·B·…, N_in]`` for ONE
+matmul with the ``[N_in, N_out]`` kernel (the weights are read once for all steps, and the GEMM is T times taller
+than a per-step one), then scans only the elementwise neuron dynamics over ``T``. This is the layout used by
+fast SNN simulators (e.g. Fang et al. 2023, "SpikingJelly", Science Advances 9(40), multi-step mode); the neuron
+semantics are snntorch.Leaky's (see ``spiking.neurons``).
+
+Reading the spike tensors (for firing rates and op counts):
+  * ``layer(x, return_state=True)`` returns ``(spikes, state)`` with ``state = {"inputs": x, "currents": I,
+    "membranes": U, "spikes": S}`` — the actual arrays, so firing rates and synaptic ops are measured, not assumed;
+  * or construct with ``sow=True``: every call stores the output spikes as ``nnx.Intermediate`` under the name
+    ``"spikes"`` (read them with ``nnx.pop(model, nnx.Intermediate)`` after the call).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from spiking.neurons import NEURONS, RESETS
+from spiking.surrogates import resolve
+
+__all__ = [
+    "Fixed",
+    "Neuron",
+    "SpikingDense",
+    "fold_time",
+]
+
+
+class Fixed(nnx.Variable):
+    """A non-trainable per-neuron constant (β or θ given as an array and not learned)."""
+
+
+def fold_time(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None) -> jax.Array:
+    """``[T, B, ..., N_in] @ [N_in, N_out] (+ [N_out]) -> [T, B, ..., N_out]`` as ONE ``[T·B·…, N_in]`` matmul."""
+    lead = x.shape[:-1]
+    y = jnp.reshape(x, (-1, x.shape[-1])) @ kernel
+    if bias is not None:
+        y = y + bias
+    return jnp.reshape(y, (*lead, kernel.shape[-1]))
+
+
+def _value(v):
+    return v[...] if isinstance(v, nnx.Variable) else v
+
+
+class Neuron(nnx.Module):
+    """Any neuron of ``spiking.NEURONS`` by name, applied to time-major ``[T, B, ..., N]`` inputs.
+
+    Args:
+      neuron: "lif" | "if" | "alif" | "plif".
+      features: N, needed for per-neuron learned parameters (``learn_beta``, ``learn_threshold``, "plif").
+      beta: decay (lif, alif); scalar or ``[N]``. Ignored by "if" and "plif" (which learns ``w``, β = sigmoid(w)).
+      threshold, reset, reset_delay, surrogate: as ``spiking.lif``.
+      learn_beta / learn_threshold: make β / θ an ``nnx.Param`` of shape ``[features]``.
+      sow: store each call's spikes as ``nnx.Intermediate("spikes")``.
+      **neuron_kw: extra arguments of the neuron function (``rho``, ``adapt`` for alif; ``decay_input`` for plif).
+    """
+
+    def __init__(self, neuron: str = "lif", *, features: int | None = None, beta: Any = 0.9, threshold: Any = 1.0,
+                 reset: str = "subtract", reset_delay: bool = True, surrogate: Any = "atan",
+                 learn_beta: bool = False, learn_threshold: bool = False, sow: bool = False, **neuron_kw):
+        if neuron not in NEURONS:
+            raise ValueError(f"neuron={neuron!r} is unknown; allowed: {', '.join(NEURONS)}")
+        if reset not in RESETS:
+            raise ValueError(f"reset={reset!r} is not allowed; allowed: {', '.join(RESETS)}")
+        resolve(surrogate)  # validates early
+        needs_features = learn_beta or learn_threshold or neuron == "plif"
+        if needs_features and not (isinstance(features, int) and features > 0):
+            raise ValueError(f"features={features!r}: a positive int is needed for learned per-neuron parameters")
+        self.neuron = neuron
+        self.reset = reset
+        self.reset_delay = reset_delay
+        self.surrogate = surrogate
+        self.sow_spikes = sow
+        self.neuron_kw = dict(neuron_kw)
+
+        def store(value, learn):
+            if learn:
+                return nnx.Param(jnp.broadcast_to(jnp.asarray(value, jnp.float32), (features,)))
+            if jnp.ndim(value) == 0 and not isinstance(value, jax.Array):
+                return float(value)
+            return Fixed(jnp.asarray(value, jnp.float32))
+
+        self.beta = store(beta, learn_beta) if neuron in ("lif", "alif") else None
+        self.threshold = store(threshold, learn_threshold)
+        self.w = nnx.Param(jnp.zeros((features,), jnp.float32)) if neuron == "plif" else None
+
+    def __call__(self, x: jax.Array, *, return_state: bool = False, init_membrane: Any = None):
+        """``x [T, B, ..., N]`` currents -> spikes ``[T, B, ..., N]`` (and ``{"membranes", "spikes"}``)."""
+        kw = dict(threshold=_value(self.threshold), reset=self.reset, surrogate=self.surrogate,
+                  init_membrane=init_membrane, **self.neuron_kw)
+        if self.neuron != "alif":
+            kw["reset_delay"] = self.reset_delay
+        if self.beta is not None:
+            kw["beta"] = _value(self.beta)
+        if self.w is not None:
+            kw["w"] = self.w[...]
+        spikes, mems = NEURONS[self.neuron](x, **kw)
+        if self.sow_spikes:
+            self.sow(nnx.Intermediate, "spikes", spikes)
+        if return_state:
+            return spikes, {"membranes": mems, "spikes": spikes}
+        return spikes
+
+
+class SpikingDense(nnx.Module):
+    """Linear ``N_in -> N_out`` followed by a spiking neuron; time folded into the batch for the matmul.
+
+    ``x [T, B, ..., N_in] -> spikes [T, B, ..., N_out]``. The kernel is ``[N_in, N_out]`` (``self.kernel``), the
+    bias ``[N_out]`` (``self.bias``, or None). Initialisation matches ``torch.nn.Linear`` (uniform
+    ±1/sqrt(N_in) for kernel and bias), so snntorch networks and this layer start from the same distribution.
+    Neuron arguments as ``Neuron``; ``learn_beta`` gives a per-neuron ``[N_out]`` β.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, neuron: str = "lif", beta: Any = 0.9,
+                 threshold: Any = 1.0, reset: str = "subtract", reset_delay: bool = True, surrogate: Any = "atan",
+                 learn_beta: bool = False, learn_threshold: bool = False, use_bias: bool = True, sow: bool = False,
+                 rngs: nnx.Rngs, **neuron_kw):
+        for name, v in (("in_features", in_features), ("out_features", out_features)):
+            if not (isinstance(v, int) and v > 0):
+                raise ValueError(f"{name}={v!r} must be a positive int")
+        self.in_features = in_features
+        self.out_features = out_features
+        bound = 1.0 / in_features ** 0.5
+        self.kernel = nnx.Param(jax.random.uniform(rngs.params(), (in_features, out_features), jnp.float32,
+                                                   -bound, bound))
+        self.bias = (nnx.Param(jax.random.uniform(rngs.params(), (out_features,), jnp.float32, -bound, bound))
+                     if use_bias else None)
+        self.neuron = Neuron(neuron, features=out_features, beta=beta, threshold=threshold, reset=reset,
+                             reset_delay=reset_delay, surrogate=surrogate, learn_beta=learn_beta,
+                             learn_threshold=learn_threshold, sow=sow, **neuron_kw)
+
+    def __call__(self, x: jax.Array, *, return_state: bool = False, init_membrane: Any = None):
+        """``x [T, B, ..., N_in]`` -> spikes ``[T, B, ..., N_out]`` (and the state dict if ``return_state``)."""
+        if x.ndim < 2 or x.shape[-1] != self.in_features:
+            raise ValueError(f"x of shape {x.shape} must be [T, B, ..., {self.in_features}] (time-major)")
+        currents = fold_time(x, self.kernel[...], None if self.bias is None else self.bias[...])
+        spikes, state = self.neuron(currents, return_state=True, init_membrane=init_membrane)
+        if return_state:
+            return spikes, {"inputs": x, "currents": currents, **state}
+        return spikes
