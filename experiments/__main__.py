@@ -1,0 +1,110 @@
+"""The command line: ``python -m experiments {run,sweep,compare,list} ...`` (also the ``beyondscale`` script).
+
+Bad input (a config key, value, file or name) prints one line and exits 2; a diverged run exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from experiments.errors import ConfigError, TrainingDiverged
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, as for every other bad input
+        self.exit(2, f"error: {message} (see: python -m experiments --help)\n")
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def _print_result(result) -> None:
+    from experiments.report import _fmt
+
+    s = result.summary
+    rows = [(k, _fmt(v)) for k, v in s["final"].items() if isinstance(v, (int, float))]
+    rows += [(k, _fmt(s[k])) for k in ("param_count", "flops_per_step", "step_time_s", "examples_per_s",
+                                       "compile_time_s") if s.get(k) is not None]
+    rows += [("device", f"{s['device_count']} x {s['device_kind']}"), ("workdir", str(result.workdir))]
+    print(f"results after {s['steps']} steps (held-out split):\n{_table(rows)}")
+
+
+def main(argv=None) -> int:
+    parser = _Parser(prog="python -m experiments", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = sub.add_parser("run", help="run one experiment (resumes an unfinished run in --workdir)")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", help="dotted key=value, e.g. train.steps=100 optimizer.learning_rate=3e-4")
+    p.add_argument("--workdir")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --workdir")
+    p = sub.add_parser("sweep", help="run a config's sweep, one subfolder a run; complete runs are skipped")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--workdir")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    p = sub.add_parser("compare", help="report.md + plots from finished runs or sweep folders")
+    p.add_argument("dirs", nargs="+")
+    p.add_argument("--out")
+    p.add_argument("--scatter", action="append", default=[], metavar="X:Y", help="plot metric Y against X")
+    sub.add_parser("list", help="registered models, tasks, optimizers and hooks")
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as err:
+        print(f"diverged: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args) -> int:
+    from pathlib import Path
+
+    if args.command == "list":
+        from experiments import registry
+
+        for kind in ("model", "task", "optimizer", "hook"):
+            for e in registry.entries(kind):
+                print(f"{kind:<9} {e.name:<22} {e.doc}")
+        return 0
+    if args.command == "compare":
+        from experiments.report import compare
+
+        pairs = []
+        for item in args.scatter:
+            if item.count(":") != 1:
+                raise ConfigError(f"--scatter: {item!r} is malformed; write X:Y, e.g. energy_pj:bits_per_char")
+            pairs.append(tuple(item.split(":")))
+        out = args.out or str(Path(args.dirs[0]) / "report")
+        print(compare(args.dirs, out, scatter=pairs))
+        return 0
+    workdir = args.workdir or str(Path("runs") / Path(args.config).stem)
+    if args.command == "sweep":
+        from experiments.sweep import plan, run_sweep
+
+        if args.dry_run:
+            for name, _ in plan(args.config, args.overrides):
+                print(name)
+            return 0
+        run_sweep(args.config, workdir, args.overrides, quiet=args.quiet)
+        print(f"sweep done: python -m experiments compare {workdir}")
+        return 0
+    from experiments.config import load_config
+    from experiments.train import run
+
+    result = run(load_config(args.config, args.overrides), workdir, quiet=args.quiet, overwrite=args.overwrite)
+    _print_result(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

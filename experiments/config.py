@@ -1,0 +1,302 @@
+"""Typed experiment configs: TOML files, ``key=value`` overrides, validation against registered dataclasses.
+
+A config file is the record of one experiment (big_vision style): its comment header says what it tests, the
+command that runs it and the expected result. Layout::
+
+    seed = 0
+    hooks = []              # extra metric hooks by name
+    [data]                  # the task: ``name`` + the fields of the task's registered config dataclass
+    [model]                 # ``name`` + the model's fields
+    [optimizer]             # ``name``, learning_rate, schedule, warmup_steps, clip_norm, weight_decay + its fields
+    [train]                 # TrainConfig below
+    [sweep]                 # seeds, grid (dotted key → values), variants (name → overrides)
+
+Every bad key, type or value raises ``ConfigError`` with one line naming the dotted key, the bad value and what is
+allowed. ``__post_init__`` of a registered dataclass may raise ``ValueError``; it is reported the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from experiments import registry
+from experiments.errors import ConfigError
+
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "linear")
+TOP_KEYS = ("seed", "hooks", "data", "model", "optimizer", "train", "sweep")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """The training loop's settings. ``0`` for an ``*_every`` field means: only at the end."""
+
+    steps: int = 1000
+    batch_size: int = 64
+    eval_every: int = 100
+    eval_batch_size: int = 256
+    max_eval_batches: int = 0  # 0 = every evaluation batch of the held-out split
+    log_every: int = 10
+    checkpoint_every: int = 0
+    steps_per_call: int = 1
+    target_metric: str = ""  # e.g. "accuracy": fixed before any run, read by the stats harness
+    target_value: float = 0.0
+    target_mode: str = "max"
+    stop_at_target: bool = False
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "eval_batch_size", "steps_per_call", "log_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: {getattr(self, name)} is not allowed; must be > 0")
+        for name in ("eval_every", "checkpoint_every", "max_eval_batches"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: {getattr(self, name)} is not allowed; must be >= 0 (0 = only at the end)")
+        if self.target_mode not in ("max", "min"):
+            raise ValueError(f"target_mode: {self.target_mode!r} is not allowed; use 'max' or 'min'")
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    """Fields every optimizer takes; the registered optimizer's own fields sit beside them in ``[optimizer]``."""
+
+    name: str = "adam"
+    learning_rate: float = 1e-3
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    clip_norm: float = 0.0  # 0 = no clipping
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate: {self.learning_rate} is not allowed; must be > 0")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule: {self.schedule!r} is not allowed; use one of {', '.join(SCHEDULES)}")
+        for name in ("warmup_steps", "clip_norm", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: {getattr(self, name)} is not allowed; must be >= 0")
+
+
+@dataclasses.dataclass
+class Section:
+    """A named registry choice with its validated fields (``cfg`` is the registered dataclass instance)."""
+
+    name: str
+    cfg: Any
+
+
+@dataclasses.dataclass
+class Config:
+    """A resolved, validated experiment config. ``raw`` is the plain dict it came from (written to the run dir)."""
+
+    seed: int
+    hooks: list[str]
+    data: Section
+    model: Section
+    optimizer: OptimizerConfig
+    optimizer_cfg: Any
+    train: TrainConfig
+    sweep: dict
+    raw: dict
+    source: str = ""
+
+    def to_dict(self) -> dict:
+        return copy.deepcopy(self.raw)
+
+
+# ----------------------------------------------------------------------------------------------- type checking
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def coerce(key: str, value: Any, tp: Any) -> Any:
+    """``value`` checked (and widened: int → float, list → tuple) against annotation ``tp``; ConfigError if not."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    bad = ConfigError(f"{key}: {value!r} has the wrong type; expected {_type_name(tp)}")
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arm in args:
+            if arm is type(None) and value is None:
+                return None
+            if arm is type(None):
+                continue
+            try:
+                return coerce(key, value, arm)
+            except ConfigError:
+                pass
+        raise bad
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not allowed; use one of {', '.join(map(repr, args))}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{key}: {value!r} needs {len(args)} items")
+            return tuple(coerce(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        out = [coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise bad
+    return value
+
+
+def build_dataclass(prefix: str, cls: type, values: dict) -> Any:
+    """An instance of ``cls`` from ``values``: unknown keys, wrong types and ``__post_init__`` errors → ConfigError."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ConfigError(f"{prefix}.{unknown[0]}: unknown key; allowed: {', '.join(sorted(fields)) or 'none'}")
+    kwargs = {k: coerce(f"{prefix}.{k}", v, hints[k]) for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except ValueError as err:
+        raise ConfigError(f"{prefix}.{err}") from None
+    except TypeError as err:  # e.g. a required field left out
+        raise ConfigError(f"{prefix}: {err}") from None
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+
+
+def read_file(path: str | Path) -> dict:
+    """The raw dict of a TOML (or JSON) config file; ConfigError for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found; give the path of a .toml file")
+    text = path.read_bytes()
+    try:
+        if path.suffix == ".json":
+            return json.loads(text)
+        return tomllib.loads(text.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid {path.suffix[1:].upper() or 'TOML'}: {err}") from None
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: TOML syntax when it parses (``3e-4``, ``true``, ``[1, 2]``, ``"x"``), else the string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def set_dotted(raw: dict, key: str, value: Any) -> None:
+    """``raw['a']['b'] = value`` for ``key='a.b'``; a dict value for a whole section replaces that section."""
+    parts = key.split(".")
+    if parts[0] not in TOP_KEYS:
+        raise ConfigError(f"{key}: unknown key; the top-level keys are {', '.join(TOP_KEYS)}")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{key}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def apply_overrides(raw: dict, overrides) -> dict:
+    """A copy of ``raw`` with ``key=value`` strings (or ``(key, value)`` pairs, or a dict) applied in order."""
+    raw = copy.deepcopy(raw)
+    items = overrides.items() if isinstance(overrides, dict) else overrides or []
+    for item in items:
+        if isinstance(item, str):
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} is malformed; write key=value, e.g. train.steps=100")
+            key, text = item.split("=", 1)
+            set_dotted(raw, key.strip(), parse_value(text.strip()))
+        else:
+            set_dotted(raw, *item)
+    return raw
+
+
+def _section(raw: dict, kind: str, key: str) -> Section:
+    values = dict(raw.get(key) or {})
+    if not isinstance(raw.get(key, {}), dict):
+        raise ConfigError(f"{key}: must be a section (a TOML table)")
+    if "name" not in values:
+        choices = ", ".join(registry.names(kind))
+        raise ConfigError(f"{key}.name: missing; registered {kind}s: {choices}")
+    name = coerce(f"{key}.name", values.pop("name"), str)
+    entry = registry.get(kind, name)
+    if entry.config is None:
+        if values:
+            raise ConfigError(f"{key}.{sorted(values)[0]}: unknown key; {kind} {name!r} takes no fields")
+        return Section(name, None)
+    return Section(name, build_dataclass(key, entry.config, values))
+
+
+def validate(raw: dict, source: str = "") -> Config:
+    """The typed ``Config`` of a raw dict, or a ConfigError naming the first problem."""
+    unknown = sorted(set(raw) - set(TOP_KEYS))
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown key; the top-level keys are {', '.join(TOP_KEYS)}")
+    seed = coerce("seed", raw.get("seed", 0), int)
+    hooks = coerce("hooks", raw.get("hooks", []), list[str])
+    for hook in hooks:
+        registry.get("hook", hook)
+    data = _section(raw, "task", "data")
+    model = _section(raw, "model", "model")
+    opt_values = dict(raw.get("optimizer") or {"name": "adam"})
+    common = {k: opt_values.pop(k) for k in list(opt_values) if k in {f.name for f in dataclasses.fields(OptimizerConfig)}}
+    optimizer = build_dataclass("optimizer", OptimizerConfig, common)
+    entry = registry.get("optimizer", optimizer.name)
+    if entry.config is None:
+        if opt_values:
+            raise ConfigError(f"optimizer.{sorted(opt_values)[0]}: unknown key; optimizer {optimizer.name!r} takes "
+                              "only name, learning_rate, schedule, warmup_steps, clip_norm, weight_decay")
+        optimizer_cfg = None
+    else:
+        optimizer_cfg = build_dataclass("optimizer", entry.config, opt_values)
+    train = build_dataclass("train", TrainConfig, dict(raw.get("train") or {}))
+    sweep = dict(raw.get("sweep") or {})
+    bad = sorted(set(sweep) - {"seeds", "grid", "variants", "scatter"})
+    if bad:
+        raise ConfigError(f"sweep.{bad[0]}: unknown key; allowed: grid, scatter, seeds, variants")
+    coerce("sweep.seeds", sweep.get("seeds", [seed]), list[int])
+    coerce("sweep.grid", sweep.get("grid", {}), dict)
+    coerce("sweep.variants", sweep.get("variants", {}), dict)
+    return Config(seed, hooks, data, model, optimizer, optimizer_cfg, train, sweep, copy.deepcopy(raw), source)
+
+
+def load_config(path: str | Path, overrides=()) -> Config:
+    """Read, override and validate a config file: ``load_config("x.toml", ["train.steps=100", "seed=2"])``."""
+    return validate(apply_overrides(read_file(path), overrides), source=str(path))
+
+
+def from_dict(raw: dict, overrides=()) -> Config:
+    """A validated Config from a plain dict (notebooks, tests)."""
+    return validate(apply_overrides(raw, overrides))

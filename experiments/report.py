@@ -1,0 +1,207 @@
+"""``compare``: finished runs → ``report.md`` (mean ± 95% CI over seeds, grouped by the fields that differ) + plots.
+
+Runs are grouped by every config field whose value differs between the runs, except ``seed``; each metric gets a
+table (group, mean ± 95% bootstrap CI, n seeds). When the runs share a target (``train.target_metric``), a
+time-to-target table gives, per group, the median steps, epochs and evaluations to reach it (censored runs counted
+as never), the number censored, and the median ratio against the first group with its bootstrap CI.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from experiments import stats
+from experiments.errors import ConfigError
+from experiments.metrics import read_events
+
+SUMMARY_FIELDS = ("param_count", "flops_per_step", "flops_per_example", "step_time_s", "examples_per_s",
+                  "compile_time_s", "peak_memory_bytes")
+
+
+def find_runs(dirs) -> list[Path]:
+    """Every finished run (a folder with ``summary.json``) in or under the given folders."""
+    found = []
+    for d in map(Path, dirs):
+        if not d.exists():
+            raise ConfigError(f"compare: {str(d)!r} does not exist; give run or sweep folders")
+        found += sorted(p.parent for p in d.rglob("summary.json"))
+    if not found:
+        raise ConfigError(f"compare: no finished run (summary.json) under {', '.join(map(str, dirs))}")
+    return list(dict.fromkeys(found))
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = json.dumps(v) if isinstance(v, list) else v
+    return out
+
+
+def load_runs(dirs) -> list[dict]:
+    runs = []
+    for d in find_runs(dirs):
+        config = json.loads((d / "config.json").read_text())
+        summary = json.loads((d / "summary.json").read_text())
+        values = {k: v for k, v in summary.get("final", {}).items() if isinstance(v, (int, float))}
+        values.update({k: summary[k] for k in SUMMARY_FIELDS if isinstance(summary.get(k), (int, float))})
+        runs.append({"dir": d, "config": config, "flat": _flatten({k: v for k, v in config.items() if k != "sweep"}),
+                     "values": values})
+    return runs
+
+
+def group_runs(runs: list[dict]) -> tuple[list[str], dict[str, list[dict]]]:
+    keys = sorted({k for r in runs for k in r["flat"]})
+    differing = [k for k in keys if k != "seed" and len({json.dumps(r["flat"].get(k)) for r in runs}) > 1]
+    groups: dict[str, list[dict]] = {}
+    for r in runs:
+        label = ", ".join(f"{k}={r['flat'].get(k)}" for k in differing) or "all runs"
+        groups.setdefault(label, []).append(r)
+    return differing, groups
+
+
+def _fmt(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    if math.isinf(x):
+        return "not reached"
+    a = abs(x)
+    return f"{x:.4g}" if (a == 0 or 1e-3 <= a < 1e5) else f"{x:.3e}"
+
+
+def _ci_cell(values) -> str:
+    m, lo, hi = stats.bootstrap_ci(values)
+    return f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]"
+
+
+def target_table(groups: dict[str, list[dict]]) -> list[str]:
+    """The time-to-target table, when the runs name a target metric."""
+    lines, per_group = [], {}
+    for label, runs in groups.items():
+        if not runs[0]["config"].get("train", {}).get("target_metric"):
+            return []
+        per_group[label] = [stats.epochs_to_target(r["dir"]) for r in runs]
+    first = next(iter(per_group))
+    t = groups[first][0]["config"]["train"]
+    lines += [f"## Time to target: {t['target_metric']} {'>=' if t.get('target_mode', 'max') == 'max' else '<='} "
+              f"{t['target_value']}", "",
+              "Median over seeds with 95% bootstrap CI; censored runs (target never reached) count as never. "
+              f"Ratio: this group's median steps over the median of `{first}`.", "",
+              "| group | n | censored | steps | epochs | forward evals | backward evals | circuit evals | "
+              "steps ratio |", "|---|---|---|---|---|---|---|---|---|"]
+    base = [r["step"] for r in per_group[first]]
+    for label, rows in per_group.items():
+        cells = [_ci_cell_median([r[k] for r in rows]) for k in ("step", "epoch", "forward_evals", "backward_evals",
+                                                               "circuit_evals")]
+        ratio = stats.ratio_ci([r["step"] for r in rows], base)
+        lines.append(f"| {label} | {len(rows)} | {sum(r['censored'] for r in rows)} | " + " | ".join(cells)
+                     + f" | {_fmt(ratio[0])} [{_fmt(ratio[1])}, {_fmt(ratio[2])}] |")
+    return lines + [""]
+
+
+def _ci_cell_median(values) -> str:
+    m, lo, hi = stats.bootstrap_ci(values, statistic=np.median)
+    return f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]"
+
+
+def _plot_curves(groups, metric: str, split: str, path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = False
+    for label, runs in groups.items():
+        curves = {}
+        for r in runs:
+            for e in read_events(r["dir"] / "metrics.jsonl"):
+                if e.get("split") == split and isinstance(e.get(metric), (int, float)):
+                    curves.setdefault(e["step"], []).append(e[metric])
+        if curves:
+            steps = sorted(curves)
+            mean = np.array([np.mean(curves[s]) for s in steps])
+            std = np.array([np.std(curves[s]) for s in steps])
+            ax.plot(steps, mean, label=label[:60])
+            ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+            drawn = True
+    if drawn:
+        ax.set(xlabel="step", ylabel=f"{split} {metric}", title=f"{split} {metric} (mean ± sd over seeds)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return drawn
+
+
+def _plot_scatter(groups, x: str, y: str, path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    drawn = False
+    for label, runs in groups.items():
+        xs = [r["values"][x] for r in runs if x in r["values"] and y in r["values"]]
+        ys = [r["values"][y] for r in runs if x in r["values"] and y in r["values"]]
+        if xs:
+            ax.errorbar(np.mean(xs), np.mean(ys), xerr=np.std(xs), yerr=np.std(ys), fmt="o", capsize=3,
+                        label=label[:60])
+            drawn = True
+    if drawn:
+        ax.set(xlabel=x, ylabel=y, title=f"{y} against {x} (mean ± sd over seeds)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return drawn
+
+
+def compare(dirs, out: str | Path, *, scatter=(), metrics=None) -> Path:
+    """Write ``out/report.md`` and PNG plots for the finished runs under ``dirs``; returns the report's path."""
+    runs = load_runs(dirs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    differing, groups = group_runs(runs)
+    names = sorted({k for r in runs for k in r["values"]}, key=lambda k: (k in SUMMARY_FIELDS, k))
+    if metrics:
+        names = [m for m in names if m in metrics]
+    lines = ["# Comparison", "", f"{len(runs)} runs in {len(groups)} groups; grouped by: "
+             f"{', '.join(differing) or 'nothing (all runs share one config but the seed)'}.",
+             "Cells: mean [95% bootstrap CI] over seeds.", ""]
+    lines += target_table(groups)
+    lines += ["## Summary", "", "| group | n | " + " | ".join(names[:6]) + " |", "|---|---|" + "---|" * len(names[:6])]
+    for label, rs in groups.items():
+        lines.append(f"| {label} | {len(rs)} | " + " | ".join(_ci_cell([r["values"].get(m, math.nan) for r in rs])
+                                                        for m in names[:6]) + " |")
+    lines.append("")
+    for m in names:
+        lines += [f"## {m}", "", "| group | n | mean [95% CI] |", "|---|---|---|"]
+        for label, rs in groups.items():
+            vals = [r["values"][m] for r in rs if m in r["values"]]
+            lines.append(f"| {label} | {len(vals)} | {_ci_cell(vals)} |")
+        lines.append("")
+    plots = []
+    curve_metrics = ["loss"] + sorted({r["config"].get("train", {}).get("target_metric") for r in runs} - {None, ""})
+    for m in dict.fromkeys(curve_metrics):
+        for split in ("train", "eval"):
+            path = out / f"curve_{split}_{m}.png"
+            if _plot_curves(groups, m, split, path):
+                plots.append(path.name)
+    pairs = list(scatter) + [tuple(p) for r in runs[:1] for p in r["config"].get("sweep", {}).get("scatter", [])]
+    for x, y in dict.fromkeys(pairs):
+        path = out / f"scatter_{y}_vs_{x}.png"
+        if _plot_scatter(groups, x, y, path):
+            plots.append(path.name)
+    lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
+    report = out / "report.md"
+    report.write_text("\n".join(lines))
+    return report
