@@ -1,0 +1,134 @@
+"""Circuits: analytic values, parity with PennyLane templates and across devices, jit/vmap, finite-shot keys."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pennylane as qml
+import pytest
+
+from quantum_opt import circuits as C
+
+
+def test_hardware_efficient_one_qubit_analytic():
+    # RY(a) RZ(b) |0>: <Z> = cos(a) (RZ only adds phases).
+    c = C.make_circuit(1, 1, "hardware_efficient")
+    for a, b in [(0.3, 1.1), (2.0, -0.4)]:
+        p = jnp.array([[[a, b]]])
+        np.testing.assert_allclose(c.expval(p), [np.cos(a)], atol=1e-6)
+
+
+def test_hardware_efficient_two_qubits_analytic():
+    # RY(a)⊗RY(b) then CNOT(0,1): <Z0> = cos a, <Z1> = <Z0 Z1>_before = cos a cos b.
+    c = C.make_circuit(2, 1, "hardware_efficient")
+    a, b = 0.7, 1.9
+    p = jnp.array([[[a, 0.2], [b, -0.5]]])
+    np.testing.assert_allclose(c.expval(p), [np.cos(a), np.cos(a) * np.cos(b)], atol=1e-6)
+
+
+def test_strongly_entangling_matches_pennylane_template():
+    n, L = 3, 2
+    c = C.make_circuit(n, L, "strongly_entangling")
+    p = c.init(jax.random.key(0))
+    dev = qml.device("default.qubit", wires=n)
+
+    @qml.qnode(dev)
+    def ref(w):
+        qml.StronglyEntanglingLayers(w, wires=range(n))
+        return [qml.expval(qml.PauliZ(i)) for i in range(n)]
+
+    np.testing.assert_allclose(c.expval(p), np.array(ref(np.asarray(p, np.float64))), atol=1e-5)
+
+
+def test_reuploading_one_qubit_matches_numpy_unitary():
+    # One qubit, L layers of Rot(θ + w x): compare against the product of Rot matrices in numpy.
+    def rot(phi, theta, omega):
+        rz = lambda t: np.diag([np.exp(-0.5j * t), np.exp(0.5j * t)])
+        ry = np.array([[np.cos(theta / 2), -np.sin(theta / 2)], [np.sin(theta / 2), np.cos(theta / 2)]])
+        return rz(omega) @ ry @ rz(phi)
+
+    c = C.make_circuit(1, 3, "reuploading")
+    p = np.asarray(c.init(jax.random.key(1)), np.float64)
+    x = np.array([0.4, -1.3])
+    psi = np.array([1.0, 0.0], complex)
+    for layer in range(3):
+        ang = p[layer, 0, :3] + p[layer, 0, 3:] * np.array([x[0], x[1], x[0]])  # tiling x[k % d]
+        psi = rot(*ang) @ psi
+    z = abs(psi[0]) ** 2 - abs(psi[1]) ** 2
+    np.testing.assert_allclose(c.expval(jnp.asarray(p, jnp.float32), jnp.asarray(x, jnp.float32)), [z], atol=1e-5)
+    # and the inputs matter
+    assert abs(float(c.expval(jnp.asarray(p, jnp.float32), jnp.zeros(2))[0]) - z) > 1e-3
+
+
+@pytest.mark.parametrize("ansatz", sorted(C.ANSATZE))
+def test_devices_agree_values_and_gradients_under_jit_vmap(ansatz):
+    n, L = 3, 2
+    cb = C.make_circuit(n, L, ansatz, device="default.qubit")
+    ca = C.make_circuit(n, L, ansatz, device="lightning.qubit")
+    assert (cb.diff_method, ca.diff_method) == ("backprop", "adjoint")
+    p = cb.init(jax.random.key(2))
+    x = jax.random.uniform(jax.random.key(3), (4, n))
+    vb = jax.jit(jax.vmap(cb.expval, in_axes=(None, 0)))(p, x)
+    va = jax.jit(jax.vmap(ca.expval, in_axes=(None, 0)))(p, x)
+    assert vb.shape == (4, n)
+    np.testing.assert_allclose(vb, va, atol=1e-5)
+    gb = jax.jit(jax.grad(lambda q: cb.expval(q, x[0]).sum()))(p)
+    ga = jax.jit(jax.grad(lambda q: ca.expval(q, x[0]).sum()))(p)
+    np.testing.assert_allclose(gb, ga, atol=1e-5)
+    # state and probs are consistent with the expectations: <Z_q> = sum_s |psi_s|^2 (1 - 2 bit_q(s))
+    s = jax.jit(cb.state)(p, x[0])
+    probs = jnp.abs(s) ** 2
+    np.testing.assert_allclose(probs, cb.probs(p, x[0]), atol=1e-6)
+    bits = (np.arange(2**n)[:, None] >> np.arange(n - 1, -1, -1)[None, :]) & 1
+    np.testing.assert_allclose(probs @ (1 - 2 * bits), vb[0], atol=1e-5)
+
+
+def test_hamiltonian_expval_is_scalar_and_matches_sum():
+    H = qml.Hamiltonian([0.5, -1.0], [qml.PauliZ(0), qml.PauliZ(0) @ qml.PauliZ(1)])
+    c = C.make_circuit(2, 1, "hardware_efficient", hamiltonian=H)
+    cz = C.make_circuit(2, 1, "hardware_efficient")
+    p = c.init(jax.random.key(4))
+    e = jax.jit(c.expval)(p)
+    assert e.shape == ()
+    probs = cz.probs(p)
+    zz = np.array([1, -1, -1, 1])
+    np.testing.assert_allclose(e, 0.5 * cz.expval(p)[0] - probs @ zz, atol=1e-5)
+
+
+def test_finite_shots_depend_on_key_and_are_unbiased():
+    c = C.make_circuit(2, 2, "hardware_efficient", shots=200)
+    p = c.init(jax.random.key(5))
+    exact = c.expval(p)
+    f = jax.jit(c.sample_expval, static_argnums=2)
+    a = f(p, jax.random.key(0), 200)
+    b = f(p, jax.random.key(1), 200)
+    assert not np.allclose(a, b)  # the key passed under jit changes the draw
+    np.testing.assert_array_equal(a, f(p, jax.random.key(0), 200))  # same key, same draw
+    np.testing.assert_array_equal(a, c.sample_expval(p, jax.random.key(0)))  # default shots from make_circuit
+    keys = jax.random.split(jax.random.key(9), 400)
+    draws = jax.vmap(lambda k: c.sample_expval(p, k, 200))(keys)  # [400, 2]
+    # mean of 400 x 200 shots: standard error <= 1/sqrt(80000) ~ 0.0035
+    np.testing.assert_allclose(draws.mean(0), exact, atol=0.02)
+    # per-draw spread matches the binomial variance (1 - <Z>^2) / shots
+    np.testing.assert_allclose(draws.var(0), (1 - exact**2) / 200, rtol=0.3, atol=1e-4)
+
+
+def test_time_compile_and_run_reports_compile_apart():
+    c = C.make_circuit(2, 1, "strongly_entangling")
+    t = C.time_compile_and_run(c.expval, c.init(jax.random.key(0)), repeats=3)
+    assert set(t) == {"compile_s", "first_call_s", "run_s", "run_min_s"}
+    assert t["compile_s"] > t["run_min_s"] > 0
+
+
+def test_bad_input_raises_one_line_value_errors():
+    with pytest.raises(ValueError, match="ansatz: unknown 'bogus'"):
+        C.make_circuit(2, 1, "bogus")
+    with pytest.raises(ValueError, match="device: unknown 'qiskit'"):
+        C.make_circuit(2, 1, device="qiskit")
+    with pytest.raises(ValueError, match="n_qubits"):
+        C.make_circuit(0, 1)
+    c = C.make_circuit(2, 1)
+    with pytest.raises(ValueError, match=r"params: got shape \(3,\)"):
+        c.expval(jnp.zeros(3))
+    with pytest.raises(ValueError, match="shots"):
+        c.sample_expval(jnp.zeros(c.param_shape), jax.random.key(0))
+    assert C.param_shape("reuploading", 3, 2) == (2, 3, 6)
