@@ -14,6 +14,11 @@ from quantum_opt.circuits import param_shape
 from quantum_opt.circuits import reuploading
 from quantum_opt.circuits import strongly_entangling
 from quantum_opt.circuits import time_compile_and_run
+from quantum_opt.metric import block_diagonal_metric
+from quantum_opt.metric import block_ids
+from quantum_opt.metric import fubini_study_metric
+from quantum_opt.metric import quantum_geometric_tensor
+from quantum_opt.metric import state_jacobian
 
 __all__ = [
     "ANSATZE",
@@ -25,4 +30,9 @@ __all__ = [
     "reuploading",
     "strongly_entangling",
     "time_compile_and_run",
+    "block_diagonal_metric",
+    "block_ids",
+    "fubini_study_metric",
+    "quantum_geometric_tensor",
+    "state_jacobian",
 ]
