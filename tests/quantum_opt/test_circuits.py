@@ -11,10 +11,9 @@ from quantum_opt import circuits as C
 
 def test_hardware_efficient_one_qubit_analytic():
     # RY(a) RZ(b) |0>: <Z> = cos(a) (RZ only adds phases).
-    c = C.make_circuit(1, 1, "hardware_efficient")
+    f = jax.jit(C.make_circuit(1, 1, "hardware_efficient").expval)
     for a, b in [(0.3, 1.1), (2.0, -0.4)]:
-        p = jnp.array([[[a, b]]])
-        np.testing.assert_allclose(c.expval(p), [np.cos(a)], atol=1e-6)
+        np.testing.assert_allclose(f(jnp.array([[[a, b]]])), [np.cos(a)], atol=1e-6)
 
 
 def test_hardware_efficient_two_qubits_analytic():
@@ -22,7 +21,7 @@ def test_hardware_efficient_two_qubits_analytic():
     c = C.make_circuit(2, 1, "hardware_efficient")
     a, b = 0.7, 1.9
     p = jnp.array([[[a, 0.2], [b, -0.5]]])
-    np.testing.assert_allclose(c.expval(p), [np.cos(a), np.cos(a) * np.cos(b)], atol=1e-6)
+    np.testing.assert_allclose(jax.jit(c.expval)(p), [np.cos(a), np.cos(a) * np.cos(b)], atol=1e-6)
 
 
 def test_strongly_entangling_matches_pennylane_template():
@@ -36,7 +35,7 @@ def test_strongly_entangling_matches_pennylane_template():
         qml.StronglyEntanglingLayers(w, wires=range(n))
         return [qml.expval(qml.PauliZ(i)) for i in range(n)]
 
-    np.testing.assert_allclose(c.expval(p), np.array(ref(np.asarray(p, np.float64))), atol=1e-5)
+    np.testing.assert_allclose(jax.jit(c.expval)(p), np.array(ref(np.asarray(p, np.float64))), atol=1e-5)
 
 
 def test_reuploading_one_qubit_matches_numpy_unitary():
@@ -54,32 +53,40 @@ def test_reuploading_one_qubit_matches_numpy_unitary():
         ang = p[layer, 0, :3] + p[layer, 0, 3:] * np.array([x[0], x[1], x[0]])  # tiling x[k % d]
         psi = rot(*ang) @ psi
     z = abs(psi[0]) ** 2 - abs(psi[1]) ** 2
-    np.testing.assert_allclose(c.expval(jnp.asarray(p, jnp.float32), jnp.asarray(x, jnp.float32)), [z], atol=1e-5)
-    # and the inputs matter
-    assert abs(float(c.expval(jnp.asarray(p, jnp.float32), jnp.zeros(2))[0]) - z) > 1e-3
+    f = jax.jit(c.expval)
+    np.testing.assert_allclose(f(jnp.asarray(p, jnp.float32), jnp.asarray(x, jnp.float32)), [z], atol=1e-5)
+    assert abs(float(f(jnp.asarray(p, jnp.float32), jnp.zeros(2))[0]) - z) > 1e-3  # the inputs matter
 
 
-@pytest.mark.parametrize("ansatz", sorted(C.ANSATZE))
-def test_devices_agree_values_and_gradients_under_jit_vmap(ansatz):
-    n, L = 3, 2
-    cb = C.make_circuit(n, L, ansatz, device="default.qubit")
-    ca = C.make_circuit(n, L, ansatz, device="lightning.qubit")
-    assert (cb.diff_method, ca.diff_method) == ("backprop", "adjoint")
+def test_devices_agree_values_under_jit_vmap():
+    n, L = 2, 2
+    x = jax.random.uniform(jax.random.key(3), (3, n))
+    for ansatz in sorted(C.ANSATZE):
+        cb = C.make_circuit(n, L, ansatz, device="default.qubit")
+        ca = C.make_circuit(n, L, ansatz, device="lightning.qubit")
+        assert (cb.diff_method, ca.diff_method) == ("backprop", "adjoint")
+        p = cb.init(jax.random.key(2))
+        vb = jax.jit(jax.vmap(cb.expval, in_axes=(None, 0)))(p, x)
+        va = jax.jit(jax.vmap(ca.expval, in_axes=(None, 0)))(p, x)
+        assert vb.shape == (3, n)
+        np.testing.assert_allclose(vb, va, atol=1e-5, err_msg=ansatz)
+
+
+def test_adjoint_and_backprop_gradients_agree_and_state_is_consistent():
+    n, L = 2, 2
+    cb = C.make_circuit(n, L, "strongly_entangling", device="default.qubit")
+    ca = C.make_circuit(n, L, "strongly_entangling", device="lightning.qubit")
     p = cb.init(jax.random.key(2))
-    x = jax.random.uniform(jax.random.key(3), (4, n))
-    vb = jax.jit(jax.vmap(cb.expval, in_axes=(None, 0)))(p, x)
-    va = jax.jit(jax.vmap(ca.expval, in_axes=(None, 0)))(p, x)
-    assert vb.shape == (4, n)
-    np.testing.assert_allclose(vb, va, atol=1e-5)
-    gb = jax.jit(jax.grad(lambda q: cb.expval(q, x[0]).sum()))(p)
-    ga = jax.jit(jax.grad(lambda q: ca.expval(q, x[0]).sum()))(p)
+    x = jnp.array([0.3, -0.8])
+    gb = jax.jit(jax.grad(lambda q: cb.expval(q, x).sum()))(p)
+    ga = jax.jit(jax.grad(lambda q: ca.expval(q, x).sum()))(p)
     np.testing.assert_allclose(gb, ga, atol=1e-5)
     # state and probs are consistent with the expectations: <Z_q> = sum_s |psi_s|^2 (1 - 2 bit_q(s))
-    s = jax.jit(cb.state)(p, x[0])
+    s, pr, z = jax.jit(lambda q, xi: (cb.state(q, xi), cb.probs(q, xi), cb.expval(q, xi)))(p, x)
     probs = jnp.abs(s) ** 2
-    np.testing.assert_allclose(probs, cb.probs(p, x[0]), atol=1e-6)
+    np.testing.assert_allclose(probs, pr, atol=1e-6)
     bits = (np.arange(2**n)[:, None] >> np.arange(n - 1, -1, -1)[None, :]) & 1
-    np.testing.assert_allclose(probs @ (1 - 2 * bits), vb[0], atol=1e-5)
+    np.testing.assert_allclose(probs @ (1 - 2 * bits), z, atol=1e-5)
 
 
 def test_hamiltonian_expval_is_scalar_and_matches_sum():
@@ -87,25 +94,24 @@ def test_hamiltonian_expval_is_scalar_and_matches_sum():
     c = C.make_circuit(2, 1, "hardware_efficient", hamiltonian=H)
     cz = C.make_circuit(2, 1, "hardware_efficient")
     p = c.init(jax.random.key(4))
-    e = jax.jit(c.expval)(p)
+    e, z, probs = jax.jit(lambda q: (c.expval(q), cz.expval(q), cz.probs(q)))(p)
     assert e.shape == ()
-    probs = cz.probs(p)
     zz = np.array([1, -1, -1, 1])
-    np.testing.assert_allclose(e, 0.5 * cz.expval(p)[0] - probs @ zz, atol=1e-5)
+    np.testing.assert_allclose(e, 0.5 * z[0] - probs @ zz, atol=1e-5)
 
 
 def test_finite_shots_depend_on_key_and_are_unbiased():
     c = C.make_circuit(2, 2, "hardware_efficient", shots=200)
     p = c.init(jax.random.key(5))
-    exact = c.expval(p)
-    f = jax.jit(c.sample_expval, static_argnums=2)
-    a = f(p, jax.random.key(0), 200)
-    b = f(p, jax.random.key(1), 200)
-    assert not np.allclose(a, b)  # the key passed under jit changes the draw
-    np.testing.assert_array_equal(a, f(p, jax.random.key(0), 200))  # same key, same draw
-    np.testing.assert_array_equal(a, c.sample_expval(p, jax.random.key(0)))  # default shots from make_circuit
+    exact = jax.jit(c.expval)(p)
+    # one compiled function: the shot estimate for a batch of keys (the default shot count of the circuit)
+    f = jax.jit(jax.vmap(lambda k: c.sample_expval(p, k)))
     keys = jax.random.split(jax.random.key(9), 400)
-    draws = jax.vmap(lambda k: c.sample_expval(p, k, 200))(keys)  # [400, 2]
+    k0, k1 = jax.random.key(0), jax.random.key(1)
+    out = f(jnp.concatenate([jnp.stack([k0, k1, k0]), keys]))
+    a, b, a_again, draws = out[0], out[1], out[2], out[3:]
+    assert not np.allclose(a, b)  # the key passed under jit changes the draw
+    np.testing.assert_array_equal(a, a_again)  # same key, same draw
     # mean of 400 x 200 shots: standard error <= 1/sqrt(80000) ~ 0.0035
     np.testing.assert_allclose(draws.mean(0), exact, atol=0.02)
     # per-draw spread matches the binomial variance (1 - <Z>^2) / shots
