@@ -1,13 +1,25 @@
 """Pure, batched, jittable JAX planners: grid shortest path, A* / best-first search, MCTS (mctx)."""
 
+from hybrid.planners.astar import AStarResult
+from hybrid.planners.astar import astar
+from hybrid.planners.astar import expansion_savings
+from hybrid.planners.astar import grid_heuristic
+from hybrid.planners.astar import obstacle_costs
+from hybrid.planners.astar import optimal_share
 from hybrid.planners.grid import NEIGHBOUR_OFFSETS
 from hybrid.planners.grid import grid_distances
 from hybrid.planners.grid import grid_shortest_path
 from hybrid.planners.grid import path_cost
 
 __all__ = [
+    "AStarResult",
     "NEIGHBOUR_OFFSETS",
+    "astar",
+    "expansion_savings",
     "grid_distances",
+    "grid_heuristic",
     "grid_shortest_path",
+    "obstacle_costs",
+    "optimal_share",
     "path_cost",
 ]
