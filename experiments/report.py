@@ -196,7 +196,7 @@ def compare(dirs, out: str | Path, *, scatter=(), metrics=None) -> Path:
             path = out / f"curve_{split}_{m}.png"
             if _plot_curves(groups, m, split, path):
                 plots.append(path.name)
-    pairs = list(scatter) + [tuple(p) for r in runs[:1] for p in r["config"].get("sweep", {}).get("scatter", [])]
+    pairs = list(scatter) + [tuple(p) for r in runs for p in r["config"].get("sweep", {}).get("scatter", [])]
     for x, y in dict.fromkeys(pairs):
         path = out / f"scatter_{y}_vs_{x}.png"
         if _plot_scatter(groups, x, y, path):

@@ -51,6 +51,8 @@ def expand(raw: dict) -> list[tuple[str, dict]]:
                 for key, value in zip(keys, values):
                     set_dotted(cfg, key, value)
                 cfg["seed"] = seed
+                if sweep.get("scatter"):  # kept so `compare` finds the plots this experiment asks for
+                    cfg["sweep"] = {"scatter": sweep["scatter"]}
                 parts = ([_slug(vname)] if vname else []) + [f"{_slug(k)}={_slug(v)}" for k, v in zip(keys, values)]
                 runs.append(("__".join(parts + [f"seed={seed}"]), cfg))
     return runs

@@ -80,7 +80,7 @@ def test_sweep_expands_variants_grid_and_seeds():
     cnn = [cfg for name, cfg in runs if name.startswith("cnn")]
     assert all(cfg["model"] == {"name": "cnn"} for cfg in cnn)  # a whole section replaces the base section
     assert {cfg["seed"] for _, cfg in runs} == {0, 1}
-    assert "sweep" not in runs[0][1]
+    assert "sweep" not in runs[0][1]  # no scatter asked for: nothing of the sweep is kept
 
 
 def test_apply_overrides_does_not_mutate_input():

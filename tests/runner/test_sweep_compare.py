@@ -1,0 +1,75 @@
+"""Sweeps (restartable, one folder a run), compare reports (mean ± CI per group, plots), the CLI's list."""
+
+import math
+
+import numpy as np
+
+from experiments import stats
+
+from .helpers import QUICKSTART, cli
+
+
+def _sweep_config(tmp_path):
+    text = QUICKSTART.read_text().replace("steps = 600", "steps = 20").replace("steps_per_call = 50",
+                                                                               "steps_per_call = 10")
+    text += '\n[sweep]\nseeds = [0, 1]\nscatter = [["param_count", "accuracy"]]\n[sweep.grid]\n"model.hidden" = [[8], [32]]\n'
+    path = tmp_path / "sweep.toml"
+    path.write_text(text.replace("eval_every = 200", "eval_every = 10"))
+    return path
+
+
+def test_sweep_runs_each_config_in_its_folder_skips_complete_runs_and_compares(tmp_path):
+    cfg, out = _sweep_config(tmp_path), tmp_path / "runs"
+    first = cli("sweep", cfg, "--workdir", out, "--quiet")
+    assert first.returncode == 0, first.stderr
+    dirs = sorted(p.name for p in out.iterdir())
+    assert dirs == ["model.hidden=-8-__seed=0", "model.hidden=-8-__seed=1", "model.hidden=-32-__seed=0",
+                    "model.hidden=-32-__seed=1"] or len(dirs) == 4
+    stamp = {d: (out / d / "summary.json").stat().st_mtime_ns for d in dirs}
+    (out / dirs[0] / "summary.json").unlink()  # an interrupted sweep: one run not complete
+    again = cli("sweep", cfg, "--workdir", out, "--quiet")
+    assert again.returncode == 0 and again.stdout.count("complete, skipped") == 3
+    assert all((out / d / "summary.json").stat().st_mtime_ns == stamp[d] for d in dirs[1:])
+
+    rep = cli("compare", out, "--out", tmp_path / "report")
+    assert rep.returncode == 0, rep.stderr
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "grouped by: model.hidden" in text and "## accuracy" in text and "Time to target" in text
+    assert "| model.hidden=[8] | 2 |" in text and "| model.hidden=[32] | 2 |" in text
+    pngs = {p.name for p in (tmp_path / "report").glob("*.png")}
+    assert {"curve_train_loss.png", "curve_eval_accuracy.png", "scatter_accuracy_vs_param_count.png"} <= pngs
+
+
+def test_cli_bad_inputs_exit_2_with_one_line(tmp_path):
+    for args, words in [(("run", tmp_path / "none.toml"), "not found"),
+                        (("run", QUICKSTART, "train.steps=0"), "train.steps: 0"),
+                        (("compare", tmp_path / "nothing"), "does not exist"),
+                        (("frobnicate",), "invalid choice")]:
+        proc = cli(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert words in proc.stderr and len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_list_names_models_tasks_optimizers():
+    proc = cli("list")
+    assert proc.returncode == 0
+    kinds = {line.split()[0] + ":" + line.split()[1] for line in proc.stdout.splitlines()}
+    assert {"model:mlp", "model:cnn", "task:digits", "optimizer:adam", "optimizer:sgd"} <= kinds
+
+
+def test_bootstrap_ci_covers_the_mean_and_shrinks_with_n():
+    rng = np.random.default_rng(0)
+    small = stats.bootstrap_ci(rng.normal(1.0, 1.0, 10))
+    large = stats.bootstrap_ci(rng.normal(1.0, 1.0, 1000))
+    assert small[1] < 1.0 < small[2] and large[1] < 1.0 < large[2]
+    assert (large[2] - large[1]) < (small[2] - small[1]) / 5
+    assert stats.bootstrap_ci([3.0]) == (3.0, 3.0, 3.0)
+
+
+def test_time_to_target_censoring_and_ratio():
+    assert stats.time_to_target([0, 10, 20], [0.1, 0.5, 0.9], 0.5) == 10
+    assert stats.time_to_target([0, 10], [1.0, 0.4], 0.3, mode="min") == math.inf
+    fast, slow = [10.0, 12.0, 11.0, 9.0], [20.0, 22.0, 24.0, math.inf]
+    ratio, lo, hi = stats.ratio_ci(fast, slow)
+    assert ratio == np.median(fast) / np.median(slow) and lo <= ratio <= hi < 1
+    assert stats.ratio_ci([math.inf] * 3, fast)[0] == math.inf  # all censored: never
