@@ -78,6 +78,7 @@ def _init(init_membrane, inputs):
     return jnp.broadcast_to(jnp.asarray(init_membrane, inputs.dtype), inputs.shape[1:])
 
 
+@functools.partial(jax.jit, static_argnums=(3, 4, 5, 7))
 def _lif_scan(inputs, beta, threshold, reset, reset_delay, fire, u0, unroll):
     """Reference implementation: the snntorch step inside ``lax.scan``, differentiated by autodiff."""
 
@@ -170,6 +171,7 @@ def _lif_fast_bwd(reset, fire, unroll, res, cts):
 
 
 _lif_fast.defvjp(_lif_fast_fwd, _lif_fast_bwd)
+_lif_fast_jit = jax.jit(_lif_fast, static_argnums=(4, 5, 6))
 
 
 def lif(inputs: jax.Array, *, beta: Any, threshold: Any = 1.0, reset: str = "subtract", reset_delay: bool = True,
@@ -203,7 +205,7 @@ def lif(inputs: jax.Array, *, beta: Any, threshold: Any = 1.0, reset: str = "sub
         raise ValueError("impl='fast' needs reset_delay=True and a named surrogate (from spiking.SURROGATES)")
     if impl == "scan" or not fast_ok:
         return _lif_scan(inputs, beta, threshold, reset, reset_delay, fire, u0, unroll)
-    return _lif_fast(inputs, beta, threshold, u0, reset, fire, unroll)
+    return _lif_fast_jit(inputs, beta, threshold, u0, reset, fire, unroll)
 
 
 def if_neuron(inputs: jax.Array, *, threshold: Any = 1.0, reset: str = "subtract", reset_delay: bool = True,
@@ -281,15 +283,19 @@ def leaky_integrator(inputs: jax.Array, *, beta: Any, init: Any = None) -> jax.A
     beta = jnp.clip(_param(beta, inputs, "beta"), 0, 1)
     if init is not None:
         inputs = inputs.at[0].add(beta * jnp.asarray(init, inputs.dtype))
+    return _integrate(inputs, beta)
+
+
+def _combine(x, y):
+    a1, b1 = x
+    a2, b2 = y
+    return a1 * a2, a2 * b1 + b2
+
+
+@jax.jit
+def _integrate(inputs, beta):
     a = jnp.broadcast_to(beta, inputs.shape)
-
-    def combine(x, y):
-        a1, b1 = x
-        a2, b2 = y
-        return a1 * a2, a2 * b1 + b2
-
-    _, u = jax.lax.associative_scan(combine, (a, inputs), axis=0)
-    return u
+    return jax.lax.associative_scan(_combine, (a, inputs), axis=0)[1]
 
 
 # name -> neuron function ``f(inputs [T, ...], **params) -> (spikes, membranes)``
