@@ -3,6 +3,7 @@
 Circuits (``circuits``): ansätze as jittable QNodes (Kandala et al. 2017; Schuld et al. 2020; Pérez-Salinas et al.
 2020). Metric (``metric``): the Fubini–Study metric from the state and its Jacobian (Stokes et al., Quantum 4, 269,
 2020). Transformations (``transforms``): quantum natural gradient (Stokes et al. 2020), SPSA (Spall 1998).
+
 """
 
 from quantum_opt.circuits import ANSATZE
@@ -19,6 +20,8 @@ from quantum_opt.metric import block_ids
 from quantum_opt.metric import fubini_study_metric
 from quantum_opt.metric import quantum_geometric_tensor
 from quantum_opt.metric import state_jacobian
+from quantum_opt.transforms import qng
+from quantum_opt.transforms import spsa
 
 __all__ = [
     "ANSATZE",
@@ -35,4 +38,6 @@ __all__ = [
     "fubini_study_metric",
     "quantum_geometric_tensor",
     "state_jacobian",
+    "qng",
+    "spsa",
 ]

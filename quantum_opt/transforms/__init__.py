@@ -1,0 +1,19 @@
+"""Quantum optimizers as optax transformations: QNG (Stokes et al. 2020), SPSA (Spall 1998).
+
+Each is an ``optax.GradientTransformationExtraArgs`` with a NamedTuple state whose ``*_evals`` fields count the
+evaluations it makes (the runner reports every such field).
+"""
+
+from quantum_opt.transforms.qng import QNGState
+from quantum_opt.transforms.qng import qng
+from quantum_opt.transforms.spsa import SPSAState
+from quantum_opt.transforms.spsa import spsa
+from quantum_opt.transforms.spsa import spsa_gains
+
+__all__ = [
+    "QNGState",
+    "qng",
+    "SPSAState",
+    "spsa",
+    "spsa_gains",
+]
