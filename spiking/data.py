@@ -57,7 +57,7 @@ def split(corpus: np.ndarray, val_fraction: float = 0.1) -> tuple[np.ndarray, np
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction: {val_fraction!r} is not allowed; use a number strictly between 0 and 1")
-    n_val = max(1, int(round(len(corpus) * val_fraction)))
+    n_val = max(1, round(len(corpus) * val_fraction))
     return corpus[:-n_val], corpus[-n_val:]
 
 

@@ -75,9 +75,9 @@ def _rate(spikes, spiking: bool) -> dict:
     """The convention's firing-rate fields; zero (no rate) for a site that is not a spiking layer."""
     if not spiking:
         z = jnp.asarray(0.0, jnp.float32)
-        return dict(spiking=z, rate_nnz=z, rate_size=z)
-    return dict(spiking=jnp.asarray(1.0, jnp.float32), rate_nnz=jnp.count_nonzero(spikes).astype(jnp.float32),
-                rate_size=jnp.asarray(spikes.size, jnp.float32))
+        return {"spiking": z, "rate_nnz": z, "rate_size": z}
+    return {"spiking": jnp.asarray(1.0, jnp.float32), "rate_nnz": jnp.count_nonzero(spikes).astype(jnp.float32),
+                "rate_size": jnp.asarray(spikes.size, jnp.float32)}
 
 
 def causal_matmul_site(a, b_dim: int, *, spiking: bool, rate_from=None, query_side: bool = True) -> dict:
@@ -106,8 +106,8 @@ def elementwise_site(x, macs_per_element: float) -> dict:
     LIF membrane update: 1 per neuron-step)."""
     z = jnp.asarray(0.0, jnp.float32)
     size = x if isinstance(x, int) else x.size
-    return dict(macs=jnp.asarray(size * macs_per_element, jnp.float32), acs=z, binary=z, spiking=z, rate_nnz=z,
-                rate_size=z)
+    return {"macs": jnp.asarray(size * macs_per_element, jnp.float32), "acs": z, "binary": z, "spiking": z, "rate_nnz": z,
+                "rate_size": z}
 
 
 def add_sites(total: dict | None, sites: dict) -> dict:

@@ -88,7 +88,7 @@ class SpikeNeuron(nnx.Module):
         _put(sites, name, energy.elementwise_site, x, 1.0)  # membrane update: one MAC per neuron-step
         if not self.spiking:
             return TWIN_ACTIVATIONS[self.twin_activation](x, self.threshold)
-        kw = dict(threshold=self.threshold, surrogate=self.surrogate)
+        kw = {"threshold": self.threshold, "surrogate": self.surrogate}
         if self.kind in ("lif", "alif"):
             kw["beta"] = self.beta
         elif self.kind == "plif":
@@ -187,8 +187,8 @@ class SpikingLM(nnx.Module):
         self.timesteps = timesteps if spiking else 1
         self.spike_placement, self.mlp_ratio, self.spiking = spike_placement, mlp_ratio, spiking
         self.embed = _Embedding(vocab, width, seq_len, rngs=rngs)
-        neuron_kw = dict(kind=neuron, beta=beta, threshold=threshold, surrogate=surrogate, spiking=spiking,
-                         twin_activation=twin_activation)
+        neuron_kw = {"kind": neuron, "beta": beta, "threshold": threshold, "surrogate": surrogate, "spiking": spiking,
+                         "twin_activation": twin_activation}
         self.blocks = nnx.List([SpikingBlock(width, heads, mlp_ratio, spike_placement, neuron_kw, rngs=rngs)
                                 for _ in range(depth)])
         self.ln_f = nnx.LayerNorm(width, rngs=rngs)

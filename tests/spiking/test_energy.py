@@ -62,7 +62,7 @@ def _sites(model, tokens):
 
 
 def test_dense_model_measured_equals_analytic():
-    kw = dict(width=32, depth=2, heads=4, seq_len=24)
+    kw = {"width": 32, "depth": 2, "heads": 4, "seq_len": 24}
     tokens = jax.random.randint(jax.random.key(0), (3, 24), 0, 256)
     sites = _sites(DenseLM(**kw, rngs=nnx.Rngs(0)), tokens)
     out = energy.account(sites, tokens.size, dense_macs_per_token=energy.dense_lm_macs(32, 2, 24, heads=4))
@@ -72,7 +72,7 @@ def test_dense_model_measured_equals_analytic():
 
 
 def test_placement_decides_which_matmuls_read_spikes():
-    kw = dict(width=32, depth=1, heads=2, seq_len=16, timesteps=3)
+    kw = {"width": 32, "depth": 1, "heads": 2, "seq_len": 16, "timesteps": 3}
     tokens = jax.random.randint(jax.random.key(1), (2, 16), 0, 256)
     pre = _sites(SpikingLM(**kw, spike_placement="pre", rngs=nnx.Rngs(0)), tokens)
     post = _sites(SpikingLM(**kw, spike_placement="post", rngs=nnx.Rngs(0)), tokens)

@@ -12,7 +12,7 @@ from flax import nnx
 from spiking import data
 from spiking.lm import DenseLM, SpikingLM
 
-SMALL = dict(width=32, depth=1, heads=2, seq_len=32)
+SMALL = {"width": 32, "depth": 1, "heads": 2, "seq_len": 32}
 
 
 def _make(kind, seed=0, **kw):
