@@ -198,20 +198,31 @@ def run(config: Config | str, workdir: str | Path | None = None, *, overrides=()
                "step": step + 1}
         return new, {"loss": loss, **{k: v for k, v in metrics.items() if k != "loss"}}
 
-    compiled: dict[int, Any] = {}
+    compiled: dict[Any, Any] = {}  # n -> jitted n-step function; plus compile time and FLOPs per step
 
     def step_fn(n: int):
+        """The jitted, state-donating function running ``n`` steps (a plain step when n is 1)."""
         if n not in compiled:
             def multi(state, data):
+                if n == 1:
+                    state, out = one_step(state, data)
+                    return state, jax.tree.map(lambda x: x[None], out)
                 return jax.lax.scan(lambda s, _: one_step(s, data), state, None, length=n)
 
-            t0 = time.perf_counter()
-            compiled[n] = jax.jit(multi, donate_argnums=0).lower(state, train_data).compile()
-            compiled["compile_time"] = compiled.get("compile_time", 0.0) + time.perf_counter() - t0
+            compiled[n] = jax.jit(multi, donate_argnums=0)
             if "flops_per_step" not in compiled:  # XLA counts a loop body once: analyse one un-scanned step
-                one = jax.jit(lambda s, d: one_step(s, d)).lower(state, train_data)
-                compiled["flops_per_step"] = M.compiled_flops(one)
+                compiled["flops_per_step"] = M.compiled_flops(jax.jit(one_step).lower(state, train_data))
         return compiled[n]
+
+    def call(n: int, state):
+        """One host call of ``n`` steps; the first call of each ``n`` (trace + compile + run) is timed apart."""
+        fresh = n not in compiled
+        t0 = time.perf_counter()
+        state, out = step_fn(n)(state, train_data)
+        if fresh:
+            jax.block_until_ready(out)
+            compiled["compile_time"] = compiled.get("compile_time", 0.0) + time.perf_counter() - t0
+        return state, out, fresh
 
     @jax.jit
     def eval_step(params, rest, batch, key):
@@ -250,49 +261,57 @@ def run(config: Config | str, workdir: str | Path | None = None, *, overrides=()
         return step * tc.batch_size / task.examples_per_epoch if task.examples_per_epoch else None
 
     bar = _progress(tc.steps, start, quiet)
-    call_times, last_eval, t_start, step = [], None, time.time(), start
-    reached_at = None
-    try:
-        if start == 0 and tc.eval_every:
-            last_eval = evaluate(state, 0)
-            writer.write({"step": 0, "split": "eval", "epoch": 0.0, "wall_time": 0.0, **last_eval})
-        while step < tc.steps:
-            boundaries = [tc.steps] + [(step // e + 1) * e for e in (tc.eval_every, tc.checkpoint_every) if e]
-            n = min(tc.steps_per_call, min(boundaries) - step)
-            fn = step_fn(n)
-            t0 = time.perf_counter()
-            new_state, out = fn(state, train_data)
-            losses = np.asarray(out["loss"])
-            call_times.append((time.perf_counter() - t0, n))
-            bad = np.flatnonzero(~np.isfinite(losses))
+    t_start, step, reached_at, train_time = time.time(), start, None, 0.0
+    pending: list[tuple[int, int, dict]] = []  # calls dispatched but not yet read back: (first step, n, outputs)
+
+    def flush():
+        """Read back the pending losses (one host sync), stop on NaN/Inf naming the step, log every log_every."""
+        for first, n, out in pending:
+            values = {k: np.asarray(v) for k, v in out.items()}
+            bad = np.flatnonzero(~np.isfinite(values["loss"]))
             if bad.size:
-                kept = ckpt.latest_step()
-                writer.write({"step": step + int(bad[0]) + 1, "split": "train", "wall_time": time.time() - t_start,
-                              "event": "diverged", "loss": float(losses[bad[0]])})
-                raise TrainingDiverged(f"loss is {losses[bad[0]]} at step {step + int(bad[0]) + 1}; run stopped; "
-                                       f"last good checkpoint: step {kept} in {workdir / 'checkpoints'}")
-            state = new_state
+                at = first + int(bad[0]) + 1
+                writer.write({"step": at, "split": "train", "wall_time": time.time() - t_start, "event": "diverged",
+                              "loss": float(values["loss"][bad[0]])})
+                raise TrainingDiverged(f"loss is {values['loss'][bad[0]]} at step {at}; run stopped; last good "
+                                       f"checkpoint: step {ckpt.latest_step()} in {workdir / 'checkpoints'}")
             for i in range(n):
-                s = step + i + 1
+                s = first + i + 1
                 if s % tc.log_every == 0 or s == tc.steps:
                     writer.write({"step": s, "split": "train", "epoch": epoch_of(s),
-                                  "wall_time": time.time() - t_start,
-                                  **{k: float(np.asarray(v)[i]) for k, v in out.items()}})
-            step += n
+                                  "wall_time": time.time() - t_start, **{k: float(v[i]) for k, v in values.items()}})
             if bar is not None:
                 bar.update(n)
-                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+                bar.set_postfix(loss=f"{values['loss'][-1]:.4f}")
+        pending.clear()
+
+    try:
+        if start == 0 and tc.eval_every:
+            writer.write({"step": 0, "split": "eval", "epoch": 0.0, "wall_time": 0.0, **evaluate(state, 0)})
+        while step < tc.steps:
+            marks = [tc.steps] + [(step // e + 1) * e for e in (tc.eval_every, tc.checkpoint_every, tc.log_every) if e]
+            n = min(tc.steps_per_call, min(marks) - step)
+            t0 = time.perf_counter()
+            state, out, fresh = call(n, state)  # asynchronous: the host goes on while the device works
+            pending.append((step, n, out))
+            step += n
+            if step % tc.log_every == 0 or step == tc.steps:
+                flush()
+            if not fresh:
+                train_time += time.perf_counter() - t0
             if tc.eval_every and step % tc.eval_every == 0 and step < tc.steps:
-                last_eval = evaluate(state, step)
+                flush()
+                result = evaluate(state, step)
                 writer.write({"step": step, "split": "eval", "epoch": epoch_of(step),
-                              "wall_time": time.time() - t_start, **last_eval})
-                if tc.target_metric and reached_at is None and _reached(last_eval.get(tc.target_metric, np.nan),
-                                                                          config):
+                              "wall_time": time.time() - t_start, **result})
+                if tc.target_metric and reached_at is None and _reached(result.get(tc.target_metric, np.nan), config):
                     reached_at = step
                     if tc.stop_at_target:
                         break
             if tc.checkpoint_every and step % tc.checkpoint_every == 0:
+                flush()
                 ckpt.save(step, state)
+        flush()
     finally:
         if bar is not None:
             bar.close()
@@ -302,16 +321,18 @@ def run(config: Config | str, workdir: str | Path | None = None, *, overrides=()
                   **final})
     ckpt.save(step, state)
     ckpt.close()
-    summary = _summary(config, final, state, step, call_times, compiled, task, reached_at)
+    summary = _summary(config, final, state, step, step - start, train_time, compiled, reached_at)
     if main:
         M.write_json(workdir / "summary.json", summary)
     return RunResult(workdir, config, summary)
 
 
-def _summary(config, final, state, step, call_times, compiled, task, reached_at) -> dict:
+def _summary(config, final, state, step, trained, train_time, compiled, reached_at) -> dict:
+    """``step_time_s``: host wall time of the training loop (dispatch and read-back, not compile, evaluation or
+    checkpoints) over the steps trained in this process."""
     tc = config.train
-    timed = call_times[1:] or call_times  # the first call after compiling may include one-off work
-    per_step = float(np.median([t / n for t, n in timed])) if timed else None
+    timed = trained - sum(n for n in compiled if isinstance(n, int))  # first calls are compile time
+    per_step = train_time / timed if timed > 0 else None
     flops_per_step = compiled.get("flops_per_step")
     return {
         "status": "finished",

@@ -1,0 +1,96 @@
+"""Runner overhead: a tiny model's training step through the runner against a bare ``jax.jit`` loop.
+
+Both train the quickstart MLP on digits (batch drawn on the device, Adam) in one process. The bare loop is the
+shortest honest JAX loop: split the model once, jit one donated step, dispatch it ``steps`` times, block at the end.
+The runner's time is its training-loop wall time (dispatch, read-back of the losses, logging, progress), compile,
+evaluation and checkpoint time excluded (``summary.json``'s ``step_time_s``). Prints µs per step, the ratio
+runner/bare with one step per call (goal <= 1.10) and the gain of ``steps_per_call=16`` over 1.
+
+    python experiments/benchmarks/runner_overhead.py [--steps 3000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import jax
+import numpy as np
+import optax
+from flax import nnx
+
+import experiments
+from experiments import registry
+
+CONFIG = Path(experiments.__file__).parent / "configs" / "quickstart.toml"
+
+
+def bare_loop_us(steps: int) -> float:
+    cfg = experiments.load_config(CONFIG)
+    root = jax.random.key(cfg.seed)
+    data_key, model_key, train_key, _ = jax.random.split(root, 4)
+    task = registry.get("task", "digits").factory(cfg.data.cfg, key=data_key)
+    model = registry.get("model", "mlp").factory(cfg.model.cfg, task=task, rngs=nnx.Rngs(model_key))
+    graphdef, params = nnx.split(model, nnx.Param)
+    tx = optax.adam(cfg.optimizer.learning_rate)
+    data = jax.device_put(task.train_data)
+    batch_size = cfg.train.batch_size
+
+    @partial(jax.jit, donate_argnums=0)
+    def step(state, data):
+        params, opt_state, i = state
+        idx = jax.random.randint(jax.random.fold_in(train_key, i), (batch_size,), 0, data["y"].shape[0])
+
+        def loss_fn(p):
+            logits = nnx.merge(graphdef, p)(data["x"][idx])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, data["y"][idx]).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state, i + 1), loss
+
+    state = (params, tx.init(params), 0)
+    state, loss = step(state, data)  # compile
+    loss.block_until_ready()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        state, loss = step(state, data)
+    loss.block_until_ready()
+    return (time.perf_counter() - t0) / steps * 1e6
+
+
+def runner_us(steps: int, steps_per_call: int) -> float:
+    with tempfile.TemporaryDirectory() as workdir:
+        cfg = experiments.load_config(CONFIG, [f"train.steps={steps}", "train.eval_every=0", "train.log_every=100",
+                                               f"train.steps_per_call={steps_per_call}", "optimizer.schedule='constant'"])
+        result = experiments.run(cfg, workdir, quiet=True)
+        return result.summary["step_time_s"] * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    times = {"bare jax.jit loop": [], "runner, steps_per_call=1": [], "runner, steps_per_call=16": []}
+    for _ in range(args.repeats):  # interleaved, so a change in machine load hits every variant alike
+        times["bare jax.jit loop"].append(bare_loop_us(args.steps))
+        times["runner, steps_per_call=1"].append(runner_us(args.steps, 1))
+        times["runner, steps_per_call=16"].append(runner_us(args.steps, 16))
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    print(f"device: {jax.devices()[0].device_kind} x {jax.device_count()}, CPU cores: {os.cpu_count()}, "
+          f"jax {jax.__version__}; {args.steps} steps, median of {args.repeats}")
+    for k, v in med.items():
+        print(f"  {k:<28} {v:9.1f} µs/step   (runs: {', '.join(f'{x:.1f}' for x in times[k])})")
+    print(f"ratio runner(steps_per_call=1) / bare: {med['runner, steps_per_call=1'] / med['bare jax.jit loop']:.3f}"
+          "  (goal <= 1.10)")
+    print(f"gain of steps_per_call=16 over 1: "
+          f"{med['runner, steps_per_call=1'] / med['runner, steps_per_call=16']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
