@@ -5,6 +5,9 @@ Pure functions over time-major arrays ``[T, B, ...]`` (``lif``, ``alif``, ``plif
 ``spiking.layers``, NIR export/import in ``spiking.nir``.
 """
 
+from spiking.layers import Neuron
+from spiking.layers import SpikingDense
+from spiking.layers import fold_time
 from spiking.neurons import NEURONS
 from spiking.neurons import RESETS
 from spiking.neurons import alif
@@ -19,6 +22,9 @@ from spiking.surrogates import surrogate_grad
 
 __all__ = [
     "NEURONS",
+    "Neuron",
+    "SpikingDense",
+    "fold_time",
     "RESETS",
     "SURROGATES",
     "alif",

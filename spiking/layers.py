@@ -6,11 +6,10 @@ than a per-step one), then scans only the elementwise neuron dynamics over ``T``
 fast SNN simulators (e.g. Fang et al. 2023, "SpikingJelly", Science Advances 9(40), multi-step mode); the neuron
 semantics are snntorch.Leaky's (see ``spiking.neurons``).
 
-Reading the spike tensors (for firing rates and op counts):
-  * ``layer(x, return_state=True)`` returns ``(spikes, state)`` with ``state = {"inputs": x, "currents": I,
-    "membranes": U, "spikes": S}`` — the actual arrays, so firing rates and synaptic ops are measured, not assumed;
-  * or construct with ``sow=True``: every call stores the output spikes as ``nnx.Intermediate`` under the name
-    ``"spikes"`` (read them with ``nnx.pop(model, nnx.Intermediate)`` after the call).
+Reading the spike tensors (for firing rates and op counts): ``layer(x, return_state=True)`` returns
+``(spikes, state)`` with ``state = {"inputs": x, "currents": I, "membranes": U, "spikes": S}`` — the actual
+arrays, so firing rates and synaptic ops are measured, not assumed. (A pure return value rather than
+``Module.sow``, which flax 0.12 deprecates outside ``nnx.capture``.)
 """
 
 from __future__ import annotations
@@ -58,13 +57,12 @@ class Neuron(nnx.Module):
       beta: decay (lif, alif); scalar or ``[N]``. Ignored by "if" and "plif" (which learns ``w``, β = sigmoid(w)).
       threshold, reset, reset_delay, surrogate: as ``spiking.lif``.
       learn_beta / learn_threshold: make β / θ an ``nnx.Param`` of shape ``[features]``.
-      sow: store each call's spikes as ``nnx.Intermediate("spikes")``.
       **neuron_kw: extra arguments of the neuron function (``rho``, ``adapt`` for alif; ``decay_input`` for plif).
     """
 
     def __init__(self, neuron: str = "lif", *, features: int | None = None, beta: Any = 0.9, threshold: Any = 1.0,
                  reset: str = "subtract", reset_delay: bool = True, surrogate: Any = "atan",
-                 learn_beta: bool = False, learn_threshold: bool = False, sow: bool = False, **neuron_kw):
+                 learn_beta: bool = False, learn_threshold: bool = False, **neuron_kw):
         if neuron not in NEURONS:
             raise ValueError(f"neuron={neuron!r} is unknown; allowed: {', '.join(NEURONS)}")
         if reset not in RESETS:
@@ -77,7 +75,6 @@ class Neuron(nnx.Module):
         self.reset = reset
         self.reset_delay = reset_delay
         self.surrogate = surrogate
-        self.sow_spikes = sow
         self.neuron_kw = dict(neuron_kw)
 
         def store(value, learn):
@@ -102,8 +99,6 @@ class Neuron(nnx.Module):
         if self.w is not None:
             kw["w"] = self.w[...]
         spikes, mems = NEURONS[self.neuron](x, **kw)
-        if self.sow_spikes:
-            self.sow(nnx.Intermediate, "spikes", spikes)
         if return_state:
             return spikes, {"membranes": mems, "spikes": spikes}
         return spikes
@@ -120,7 +115,7 @@ class SpikingDense(nnx.Module):
 
     def __init__(self, in_features: int, out_features: int, *, neuron: str = "lif", beta: Any = 0.9,
                  threshold: Any = 1.0, reset: str = "subtract", reset_delay: bool = True, surrogate: Any = "atan",
-                 learn_beta: bool = False, learn_threshold: bool = False, use_bias: bool = True, sow: bool = False,
+                 learn_beta: bool = False, learn_threshold: bool = False, use_bias: bool = True,
                  rngs: nnx.Rngs, **neuron_kw):
         for name, v in (("in_features", in_features), ("out_features", out_features)):
             if not (isinstance(v, int) and v > 0):
@@ -134,7 +129,7 @@ class SpikingDense(nnx.Module):
                      if use_bias else None)
         self.neuron = Neuron(neuron, features=out_features, beta=beta, threshold=threshold, reset=reset,
                              reset_delay=reset_delay, surrogate=surrogate, learn_beta=learn_beta,
-                             learn_threshold=learn_threshold, sow=sow, **neuron_kw)
+                             learn_threshold=learn_threshold, **neuron_kw)
 
     def __call__(self, x: jax.Array, *, return_state: bool = False, init_membrane: Any = None):
         """``x [T, B, ..., N_in]`` -> spikes ``[T, B, ..., N_out]`` (and the state dict if ``return_state``)."""
