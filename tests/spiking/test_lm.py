@@ -99,3 +99,20 @@ def test_bad_config_raises():
         SpikingLM(**SMALL, neuron="hodgkin", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="tokens"):
         DenseLM(**SMALL, rngs=nnx.Rngs(0))(jnp.zeros((2, 64), jnp.int32))
+
+
+def test_text_task_metrics_and_bad_path(tmp_path):
+    from experiments.errors import ConfigError
+    from spiking.registry import TextConfig, measure_energy, text_task
+
+    task = text_task(TextConfig(seq_len=16, eval_windows=4), key=jax.random.key(0))
+    batch = jax.jit(lambda d, k: task.sample(d, k, 8))(task.train_data, jax.random.key(1))
+    assert batch["tokens"].shape == (8, 17) and task.spec["vocab_size"] == 256
+    model = DenseLM(**SMALL, rngs=nnx.Rngs(0))
+    loss, metrics = jax.jit(lambda b: task.loss(model, b, None, False))(batch)
+    assert float(metrics["bits_per_char"]) == pytest.approx(float(loss) / math.log(2), rel=1e-6)
+    assert float(metrics["perplexity"]) == pytest.approx(math.exp(float(loss)), rel=1e-5)
+    energy = measure_energy(model, task.eval_batches(task.eval_data, 4))
+    assert energy["ratio_strict_vs_dense"] == pytest.approx(1.0)  # the dense model is its own reference
+    with pytest.raises(ConfigError, match="data.path"):
+        text_task(TextConfig(path=str(tmp_path / "missing.txt")), key=jax.random.key(0))
