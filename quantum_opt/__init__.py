@@ -3,7 +3,6 @@
 Circuits (``circuits``): ansätze as jittable QNodes (Kandala et al. 2017; Schuld et al. 2020; Pérez-Salinas et al.
 2020). Metric (``metric``): the Fubini–Study metric from the state and its Jacobian (Stokes et al., Quantum 4, 269,
 2020). Transformations (``transforms``): quantum natural gradient (Stokes et al. 2020), SPSA (Spall 1998).
-
 """
 
 from quantum_opt.circuits import ANSATZE
