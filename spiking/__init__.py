@@ -19,6 +19,10 @@ from spiking.surrogates import SURROGATES
 from spiking.surrogates import resolve as resolve_surrogate
 from spiking.surrogates import spike_fn
 from spiking.surrogates import surrogate_grad
+from spiking.lm import DenseLM
+from spiking.lm import SpikingLM
+from spiking.energy import CMOS_45NM
+from spiking.energy import LOIHI
 
 __all__ = [
     "NEURONS",
@@ -35,4 +39,8 @@ __all__ = [
     "resolve_surrogate",
     "spike_fn",
     "surrogate_grad",
+    "DenseLM",
+    "SpikingLM",
+    "CMOS_45NM",
+    "LOIHI",
 ]
