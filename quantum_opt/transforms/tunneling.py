@@ -109,9 +109,9 @@ def tunneling(inner: optax.GradientTransformation, *, sampler: str = "quantum", 
 
     def init(params):
         trace = jax.tree.map(jnp.zeros_like, params) if directions == "momentum" else ()
-        zero = jnp.zeros((), jnp.int32)
-        return TunnelingState(inner.init(params), key0, jnp.zeros((window,), jnp.float32), zero, trace,
-                              zero, zero, zero, zero)
+        zero = lambda: jnp.zeros((), jnp.int32)  # distinct buffers: a runner may donate the whole state
+        return TunnelingState(inner.init(params), jnp.array(key0), jnp.zeros((window,), jnp.float32), zero(), trace,
+                              zero(), zero(), zero(), zero())
 
     def update(updates, state, params=None, *, value=None, value_fn=None, grad_fn=None, **extra):
         if params is None or value is None or value_fn is None:
@@ -235,8 +235,8 @@ def perturbed(inner: optax.GradientTransformation, *, radius: float = 0.1, thres
     inner = optax.with_extra_args_support(inner)
 
     def init(params):
-        zero = jnp.zeros((), jnp.int32)
-        return PerturbedState(inner.init(params), key0, jnp.int32(cooldown), zero)
+        return PerturbedState(inner.init(params), jnp.array(key0), jnp.full((), cooldown, jnp.int32),
+                              jnp.zeros((), jnp.int32))
 
     def update(updates, state, params=None, **extra):
         new, inner_state = inner.update(updates, state.inner_state, params, **extra)
