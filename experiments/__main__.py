@@ -1,4 +1,4 @@
-"""The command line: ``python -m experiments {run,sweep,compare,list} ...`` (also the ``beyondscale`` script).
+"""The command line: ``python -m experiments {run,sweep,compare,list,claims} ...`` (also the ``beyondscale`` script).
 
 Bad input (a config key, value, file or name) prints one line and exits 2; a diverged run exits 1.
 """
@@ -52,6 +52,11 @@ def main(argv=None) -> int:
     p.add_argument("--out")
     p.add_argument("--scatter", action="append", default=[], metavar="X:Y", help="plot metric Y against X")
     sub.add_parser("list", help="registered models, tasks, optimizers and hooks")
+    p = sub.add_parser("claims", help="run the claims suite and write REPORT.md with one verdict per claim")
+    p.add_argument("--size", default="smoke", help="smoke (minutes, CPU) | cpu (<= 2 h on 2 cores) | gpu (full)")
+    p.add_argument("--out", help="output folder (default runs/claims-SIZE); finished runs in it are reused")
+    p.add_argument("--only", action="append", help="run only this claim (file stem); repeatable")
+    p.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     try:
         return _dispatch(args)
@@ -75,6 +80,11 @@ def _dispatch(args) -> int:
         for kind in ("model", "task", "optimizer", "hook"):
             for e in registry.entries(kind):
                 print(f"{kind:<9} {e.name:<22} {e.doc}")
+        return 0
+    if args.command == "claims":
+        from experiments.claims import run_claims
+
+        print(run_claims(args.size, args.out or f"runs/claims-{args.size}", args.only, quiet=args.quiet))
         return 0
     if args.command == "compare":
         from experiments.report import compare

@@ -58,6 +58,22 @@ def ratio_ci(a, b, statistic=np.median, level: float = 0.95, n_boot: int = 2000,
     return (est, float(lo), float(hi))
 
 
+def difference_ci(a, b, statistic=np.mean, level: float = 0.95, n_boot: int = 2000, seed: int = 0):
+    """``(difference, low, high)`` of ``statistic(a) - statistic(b)``, each group resampled independently."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.size == 0 or b.size == 0:
+        return (math.nan, math.nan, math.nan)
+    est = float(statistic(a) - statistic(b))
+    rng = np.random.default_rng(seed)
+    boots = (statistic(a[rng.integers(0, a.size, (n_boot, a.size))], axis=1)
+             - statistic(b[rng.integers(0, b.size, (n_boot, b.size))], axis=1))
+    boots = boots[~np.isnan(boots)]
+    if boots.size == 0:
+        return (est, math.nan, math.nan)
+    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2], method="lower")
+    return (est, float(lo), float(hi))
+
+
 def time_to_target(steps, values, target: float, mode: str = "max") -> float:
     """The first ``steps[i]`` at which ``values[i]`` reaches ``target`` (>= for max, <= for min); ``inf`` if never."""
     if mode not in ("max", "min"):

@@ -1,0 +1,294 @@
+"""The claims suite: every efficiency claim a config, run at a chosen size, one report with verdicts.
+
+A claim file (``experiments/configs/claims/*.toml``) holds one ``[claim]`` table: the claim as stated, its source
+figure, the experiment config it runs (a sweep config; the path is relative to the claim file), the metrics to show,
+per-size adjustments, and the verdict rule, fixed before any run::
+
+    [claim]
+    id = 1
+    title = "..."; statement = "..."; source = "..."; experiment = "../spiking_vs_dense.toml"
+    metrics = ["bits_per_char", "ratio_strict_vs_dense"]
+    [claim.sizes.smoke]                   # seeds, a subset of variants, grid values, dotted overrides
+    seeds = [0, 1]
+    variants = ["dense", "spiking_T4_pre"]
+    overrides = { "train.steps" = 20 }
+    [[claim.cases]]                       # the claim is supported if ANY case holds
+    name = "spiking T=4, pre"
+    [[claim.cases.conditions]]            # a case holds if ALL its conditions hold
+    a = { variant = "spiking_T4_pre" }    # runs of a variant, optionally narrowed: where = { "data.train_size" = 100 }
+    b = { variant = "dense" }             # only for compare = "ratio" (a / b) or "difference" (a - b)
+    metric = "bits_per_char"              # a summary metric, or steps_to_target / epochs_to_target / *_evals_to_target
+    compare = "ratio"                     # "value" | "ratio" | "difference"
+    op = "<="
+    threshold = 1.10
+
+Each condition is judged on its 95% bootstrap CI over seeds (means; medians with censoring for *_to_target; fewer
+than two seeds on a side leaves it undecided):
+*holds* when the whole interval satisfies ``op threshold``, *fails* when the whole interval violates it, and is
+undecided otherwise. A case is supported when all its conditions hold and refuted when any fails. The claim's
+verdict: **supported** if some case is supported, **not supported** if every case is refuted, else **inconclusive**.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from experiments import stats
+from experiments.config import apply_overrides, read_file, validate
+from experiments.errors import ConfigError
+from experiments.report import _fmt, compare
+from experiments.sweep import expand
+
+SIZES = ("smoke", "cpu", "gpu")
+CLAIMS_DIR = Path(__file__).parent / "configs" / "claims"
+TO_TARGET = {"steps_to_target": "step", "epochs_to_target": "epoch", "forward_evals_to_target": "forward_evals",
+             "backward_evals_to_target": "backward_evals", "circuit_evals_to_target": "circuit_evals"}
+
+
+@dataclasses.dataclass
+class Claim:
+    path: Path
+    id: int
+    title: str
+    statement: str
+    source: str
+    experiment: Path
+    metrics: list
+    sizes: dict
+    cases: list
+    scatter: list
+
+
+def load_claim(path: str | Path) -> Claim:
+    path = Path(path)
+    raw = read_file(path).get("claim")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: no [claim] table")
+    missing = [k for k in ("id", "title", "statement", "source", "experiment", "cases") if k not in raw]
+    if missing:
+        raise ConfigError(f"{path}: claim.{missing[0]} is missing")
+    for case in raw["cases"]:
+        for cond in case.get("conditions", []):
+            if cond.get("compare", "value") not in ("value", "ratio", "difference"):
+                raise ConfigError(f"{path}: compare {cond.get('compare')!r} is not allowed; use value, ratio, difference")
+            if cond.get("op") not in ("<=", ">="):
+                raise ConfigError(f"{path}: op {cond.get('op')!r} is not allowed; use <= or >=")
+    return Claim(path, raw["id"], raw["title"], raw["statement"], raw["source"], (path.parent / raw["experiment"]),
+                 raw.get("metrics", []), raw.get("sizes", {}), raw["cases"], raw.get("scatter", []))
+
+
+def all_claims(only=None) -> list[Claim]:
+    claims = sorted((load_claim(p) for p in CLAIMS_DIR.glob("*.toml")), key=lambda c: c.id)
+    if only:
+        names = {c.path.stem for c in claims}
+        bad = sorted(set(only) - names)
+        if bad:
+            raise ConfigError(f"--only: unknown claim {bad[0]!r}; claims: {', '.join(sorted(names))}")
+        claims = [c for c in claims if c.path.stem in only]
+    return claims
+
+
+def plan(claim: Claim, size: str) -> list[tuple[str, str, object]]:
+    """``[(variant, run name, Config)]`` of a claim's experiment at ``size`` (validated before anything runs)."""
+    if size not in SIZES:
+        raise ConfigError(f"--size: {size!r} is not allowed; use one of {', '.join(SIZES)}")
+    raw = read_file(claim.experiment)
+    adjust = claim.sizes.get(size, {})
+    sweep = raw.setdefault("sweep", {})
+    if "seeds" in adjust:
+        sweep["seeds"] = adjust["seeds"]
+    for key, values in adjust.get("grid", {}).items():
+        sweep.setdefault("grid", {})[key] = values
+    raw = apply_overrides(raw, adjust.get("overrides", {}))
+    variants = sweep.get("variants") or {"": {}}
+    chosen = adjust.get("variants", list(variants))
+    unknown = sorted(set(chosen) - set(variants))
+    if unknown:
+        raise ConfigError(f"{claim.path}: sizes.{size}.variants names {unknown[0]!r}; the experiment has "
+                          f"{', '.join(variants)}")
+    runs = []
+    for vname in chosen:
+        one = copy.deepcopy(raw)
+        one["sweep"]["variants"] = {vname: variants[vname]} if vname else {}
+        for name, cfg in expand(one):
+            runs.append((vname, name, validate(cfg, source=str(claim.experiment))))
+    return runs
+
+
+def _select(runs: list[dict], side: dict) -> list[dict]:
+    where = side.get("where", {})
+    return [r for r in runs if r["variant"] == side.get("variant", r["variant"])
+            and all(r["flat"].get(k) == v for k, v in where.items())]
+
+
+def _values(runs: list[dict], metric: str) -> list[float]:
+    if metric in TO_TARGET:
+        return [stats.epochs_to_target(r["dir"])[TO_TARGET[metric]] for r in runs]
+    return [r["values"][metric] for r in runs if isinstance(r["values"].get(metric), (int, float))]
+
+
+def judge(cond: dict, runs: list[dict]) -> dict:
+    """One condition: its estimate, 95% CI, n per side, and 'holds' / 'fails' / 'undecided' / 'missing'."""
+    statistic = np.median if cond["metric"] in TO_TARGET else np.mean
+    a = _values(_select(runs, cond["a"]), cond["metric"])
+    kind = cond.get("compare", "value")
+    b = _values(_select(runs, cond["b"]), cond["metric"]) if kind != "value" else []
+    if not a or (kind != "value" and not b):
+        return {"state": "missing", "estimate": math.nan, "ci": (math.nan, math.nan), "n": (len(a), len(b))}
+    if kind == "value":
+        est, lo, hi = stats.bootstrap_ci(a, statistic=statistic)
+    elif kind == "ratio":
+        est, lo, hi = stats.ratio_ci(a, b, statistic=statistic)
+    else:
+        est, lo, hi = stats.difference_ci(a, b, statistic=statistic)
+    t, le = cond["threshold"], cond["op"] == "<="
+    if len(a) < 2 or (kind != "value" and len(b) < 2) or any(math.isnan(x) for x in (est, lo, hi)):  # no CI
+        state = "undecided"
+    elif (hi <= t) if le else (lo >= t):
+        state = "holds"
+    elif (lo > t) if le else (hi < t):
+        state = "fails"
+    else:
+        state = "undecided"
+    return {"state": state, "estimate": est, "ci": (lo, hi), "n": (len(a), len(b))}
+
+
+def verdict(claim: Claim, runs: list[dict]) -> tuple[str, list]:
+    judged, outcomes = [], []
+    for case in claim.cases:
+        results = [(cond, judge(cond, runs)) for cond in case.get("conditions", [])]
+        states = [r["state"] for _, r in results]
+        outcome = ("supported" if states and all(s == "holds" for s in states)
+                   else "refuted" if "fails" in states else "undecided")
+        judged.append((case.get("name", ""), outcome, results))
+        outcomes.append(outcome)
+    if "supported" in outcomes:
+        return "supported", judged
+    if outcomes and all(o == "refuted" for o in outcomes):
+        return "not supported", judged
+    return "inconclusive", judged
+
+
+def _describe(cond: dict) -> str:
+    def side(s):
+        where = ", ".join(f"{k}={v}" for k, v in s.get("where", {}).items())
+        return s.get("variant", "all") + (f" [{where}]" if where else "")
+
+    stat = "median" if cond["metric"] in TO_TARGET else "mean"
+    kind = cond.get("compare", "value")
+    expr = {"value": f"{stat} {cond['metric']} of {side(cond['a'])}",
+            "ratio": f"{stat} {cond['metric']} of {side(cond['a'])} / of {side(cond['b'])}",
+            "difference": f"{stat} {cond['metric']} of {side(cond['a'])} − of {side(cond['b'])}"}[kind]
+    return f"{expr} {cond['op']} {cond['threshold']}"
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(CLAIMS_DIR.resolve().parents[2]))
+    except ValueError:
+        return str(path)
+
+
+def _load_runs(claim_runs) -> list[dict]:
+    from experiments.report import _flatten
+
+    out = []
+    for variant, rundir in claim_runs:
+        summary = json.loads((rundir / "summary.json").read_text())
+        config = json.loads((rundir / "config.json").read_text())
+        values = {k: v for k, v in summary.get("final", {}).items() if isinstance(v, (int, float))}
+        values.update({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+        out.append({"variant": variant, "dir": rundir, "flat": _flatten(config), "values": values,
+                    "summary": summary})
+    return out
+
+
+def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, out: Path) -> list[str]:
+    result, judged = verdict(claim, runs)
+    lines = [f"## Claim {claim.id}: {claim.title}", "", f"**Claim.** {claim.statement}", "",
+             f"**Source figure.** {claim.source}", "",
+             f"**Experiment.** `{_shown(claim.experiment)}` at size `{size}`; "
+             f"{len(runs)} runs; reproduce: `python -m experiments claims --size {size} --only {claim.path.stem}`.", ""]
+    groups: dict[str, list[dict]] = {}
+    grid_keys = sorted({k for r in runs for k in r["flat"] if k != "seed"
+                        and len({json.dumps(x["flat"].get(k)) for x in runs if x["variant"] == r["variant"]}) > 1})
+    for r in runs:
+        label = r["variant"] + "".join(f", {k}={r['flat'].get(k)}" for k in grid_keys)
+        groups.setdefault(label, []).append(r)
+    lines += ["**Measured** (mean [95% bootstrap CI] over seeds; *_to_target: median, censored runs count as never):",
+              "", "| group | n | " + " | ".join(claim.metrics) + " |", "|---|---|" + "---|" * len(claim.metrics)]
+    for label, rs in groups.items():
+        cells = []
+        for m in claim.metrics:
+            vals = _values(rs, m)
+            est, lo, hi = stats.bootstrap_ci(vals, statistic=np.median if m in TO_TARGET else np.mean)
+            cells.append(f"{_fmt(est)} [{_fmt(lo)}, {_fmt(hi)}]")
+        lines.append(f"| {label} | {len(rs)} | " + " | ".join(cells) + " |")
+    lines += ["", "**Verdict rule** (fixed before the runs): supported if any case has all its conditions hold on the "
+              "whole 95% CI; not supported if every case has a condition whose whole CI violates it.", ""]
+    for name, outcome, results in judged:
+        lines.append(f"- case *{name}*: **{outcome}**")
+        for cond, r in results:
+            lines.append(f"  - {_describe(cond)}: estimate {_fmt(r['estimate'])} [{_fmt(r['ci'][0])}, "
+                         f"{_fmt(r['ci'][1])}], n = {r['n'][0]}{'/' + str(r['n'][1]) if r['n'][1] else ''} → "
+                         f"{r['state']}")
+    lines += ["", f"**Verdict: {result}.**", ""]
+    for png in sorted(report_dir.glob("*.png")):
+        if png.name.startswith("scatter") or "eval" in png.name:
+            lines.append(f"![{png.stem}]({png.relative_to(out)})")
+    return lines + [""]
+
+
+def _environment(runs: list[dict]) -> list[str]:
+    import importlib.metadata as md
+
+    s = runs[0]["summary"] if runs else {}
+    libs = []
+    for name in ("jax", "flax", "optax", "orbax-checkpoint", "mctx", "pennylane", "torch", "snntorch", "nir"):
+        try:
+            libs.append(f"{name} {md.version(name)}")
+        except md.PackageNotFoundError:
+            pass
+    return ["## Hardware and libraries", "",
+            f"- device: {s.get('device_count', '?')} × {s.get('device_kind', '?')} ({s.get('platform', '?')}), "
+            f"CPU cores: {s.get('cpu_count', '?')}, Python {s.get('python', '?')}", f"- {', '.join(libs)}", ""]
+
+
+def run_claims(size: str = "smoke", out: str | Path = "runs/claims", only=None, *, quiet: bool = True,
+               log=print) -> Path:
+    """Run every claim's experiment at ``size`` under ``out`` (finished runs are reused) and write ``REPORT.md``."""
+    from experiments.train import run
+
+    out = Path(out)
+    claims = all_claims(only)
+    plans = {c.path.stem: plan(c, size) for c in claims}  # validate everything before running anything
+    lines = [f"# Claims report (size `{size}`)", "",
+             "Each section: the claim and its source figure, what was measured at this toolkit's scale, the verdict "
+             "rule fixed before the runs, and the verdict that follows from it.", ""]
+    all_runs = []
+    for claim in claims:
+        claim_runs = []
+        for i, (variant, name, config) in enumerate(plans[claim.path.stem], 1):
+            rundir = out / claim.path.stem / name
+            if not (rundir / "summary.json").exists():
+                log(f"[{claim.path.stem} {i}/{len(plans[claim.path.stem])}] {name}")
+                if rundir.exists() and not (rundir / "checkpoints").exists():
+                    shutil.rmtree(rundir)
+                run(config, rundir, quiet=quiet)
+            claim_runs.append((variant, rundir))
+        report_dir = out / claim.path.stem / "report"
+        compare([d for _, d in claim_runs], report_dir, scatter=[tuple(p) for p in claim.scatter])
+        runs = _load_runs(claim_runs)
+        all_runs += runs
+        lines += claim_section(claim, runs, size, report_dir, out)
+    lines += _environment(all_runs)
+    report = out / "REPORT.md"
+    report.write_text("\n".join(lines))
+    return report
