@@ -16,7 +16,7 @@ costs the same as the full metric in a simulator; it exists for the approximatio
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp

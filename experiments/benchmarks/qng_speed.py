@@ -30,14 +30,14 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-import pennylane as qml  # noqa: E402
-from pennylane import numpy as pnp  # noqa: E402
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pennylane as qml
+from pennylane import numpy as pnp
 
-from quantum_opt import block_diagonal_metric, fubini_study_metric, hardware_efficient, make_circuit, qng  # noqa: E402
-from quantum_opt.circuits import time_compile_and_run  # noqa: E402
+from quantum_opt import block_diagonal_metric, fubini_study_metric, hardware_efficient, make_circuit, qng
+from quantum_opt.circuits import time_compile_and_run
 
 
 def ising(n: int, field: float = 0.5):
@@ -92,13 +92,13 @@ def main():
         pl_s = statistics.median(times)
 
         if approx is None:
-            metric_fn = lambda q: fubini_study_metric(c.state, q)  # noqa: E731
+            metric_fn = lambda q: fubini_study_metric(c.state, q)
         else:
             layers = [list(lay.param_inds) for lay in qml.workflow.construct_tape(cost)(p_pl).graph.parametrized_layers]
-            metric_fn = lambda q, layers=layers: block_diagonal_metric(c.state, q, layers)  # noqa: E731
+            metric_fn = lambda q, layers=layers: block_diagonal_metric(c.state, q, layers)
         tx = qng(args.lr, metric_fn=metric_fn, regularization=args.lam)
 
-        def step(q, s):
+        def step(q, s, tx=tx):
             u, s = tx.update(jax.grad(c.expval)(q), s, q)
             return optax.apply_updates(q, u), s
 

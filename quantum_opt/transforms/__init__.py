@@ -4,16 +4,13 @@ Each is an ``optax.GradientTransformationExtraArgs`` with a NamedTuple state who
 evaluations it makes (the runner reports every such field).
 """
 
-from quantum_opt.transforms.qng import QNGState
-from quantum_opt.transforms.qng import qng
-from quantum_opt.transforms.spsa import SPSAState
-from quantum_opt.transforms.spsa import spsa
-from quantum_opt.transforms.spsa import spsa_gains
+from quantum_opt.transforms.qng import QNGState, qng
+from quantum_opt.transforms.spsa import SPSAState, spsa, spsa_gains
 
 __all__ = [
     "QNGState",
-    "qng",
     "SPSAState",
+    "qng",
     "spsa",
     "spsa_gains",
 ]

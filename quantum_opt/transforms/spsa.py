@@ -15,7 +15,8 @@ be optax schedules ``k -> a_k`` / ``k -> c_k``, which replace the power laws. Co
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -73,7 +73,7 @@ def test_qng_reaches_vqe_ground_energy_in_fewer_steps_than_gradient_descent():
     c = make_circuit(2, 2, "hardware_efficient", hamiltonian=H)
     p0 = jnp.full(c.param_shape, 0.1)  # near the flat start the metric matters
     steps, lr = 60, 0.05
-    n_gd, v_gd, _ = _steps_to_target(optax.sgd(lr), c, p0, e0 + 0.02, steps)
+    n_gd, _, _ = _steps_to_target(optax.sgd(lr), c, p0, e0 + 0.02, steps)
     tx = qng(lr, metric_fn=lambda p: fubini_study_metric(c.state, p))
     n_qng, v_qng, s = _steps_to_target(tx, c, p0, e0 + 0.02, steps)
     assert n_qng <= steps and v_qng[-1] < e0 + 0.01, (n_qng, v_qng[-1], e0)

@@ -38,6 +38,7 @@ def test_gain_schedule_is_spalls_power_law():
         np.testing.assert_allclose(u[0], -a_k, rtol=1e-5)
     assert int(s.count) == 4 and int(s.loss_evals) == 8
     a_fn, c_fn = spsa_gains(a, 0.05, alpha, 0.101, A)
+    np.testing.assert_allclose(float(a_fn(3.0)), a / (A + 4) ** alpha, rtol=1e-6)
     np.testing.assert_allclose(float(c_fn(9.0)), 0.05 / 10**0.101, rtol=1e-6)
 
 
@@ -59,7 +60,7 @@ def test_decreases_a_quadratic_and_the_key_decides_the_path():
     target = jnp.linspace(-1.0, 1.0, 10)
     f = lambda p: jnp.sum((p - target) ** 2)
     p0 = jnp.zeros(10)
-    p1, s, values = _run(spsa(0.1, key=jax.random.key(0), perturbation=0.1, stability=10), f, p0, 300)
+    p1, s, _ = _run(spsa(0.1, key=jax.random.key(0), perturbation=0.1, stability=10), f, p0, 300)
     assert float(f(p1)) < 0.01 * float(f(p0)), (float(f(p1)), float(f(p0)))
     assert int(s.loss_evals) == 600 and int(s.count) == 300
     p_same, _, _ = _run(spsa(0.1, key=jax.random.key(0), perturbation=0.1, stability=10), f, p0, 300)
