@@ -20,6 +20,7 @@ from quantum_opt.metric import (
     block_diagonal_metric,
     block_ids,
     fubini_study_metric,
+    metric_fn,
     quantum_geometric_tensor,
     state_jacobian,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "fubini_study_metric",
     "hardware_efficient",
     "make_circuit",
+    "metric_fn",
     "param_shape",
     "qng",
     "quantum_geometric_tensor",

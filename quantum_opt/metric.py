@@ -27,6 +27,7 @@ __all__ = [
     "block_diagonal_metric",
     "block_ids",
     "fubini_study_metric",
+    "metric_fn",
     "quantum_geometric_tensor",
     "state_jacobian",
 ]
@@ -109,3 +110,15 @@ def block_diagonal_metric(state_fn: Callable, params, blocks: str | Sequence[Seq
     ids = jnp.asarray(block_ids(params, blocks))
     g = fubini_study_metric(state_fn, params)
     return jnp.where(ids[:, None] == ids[None, :], g, 0.0)
+
+
+def metric_fn(state_fn: Callable, approx: str | None = None, blocks="layer") -> Callable:
+    """``params -> g [P, P]`` for ``qng(metric_fn=...)``: ``approx`` None (exact), ``"block-diag"`` (``blocks`` as in
+    ``block_ids``) or ``"diag"`` (the diagonal only), mirroring PennyLane's ``QNGOptimizer(approx=...)``."""
+    if approx is None or approx == "full":
+        return lambda params: fubini_study_metric(state_fn, params)
+    if approx == "block-diag":
+        return lambda params: block_diagonal_metric(state_fn, params, blocks)
+    if approx == "diag":
+        return lambda params: block_diagonal_metric(state_fn, params, "none")
+    raise ValueError(f"approx: got {approx!r}; allowed: None, 'full', 'block-diag', 'diag'")

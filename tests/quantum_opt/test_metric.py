@@ -8,7 +8,13 @@ import pytest
 from pennylane import numpy as pnp
 
 from quantum_opt import circuits as C
-from quantum_opt.metric import block_diagonal_metric, block_ids, fubini_study_metric, quantum_geometric_tensor
+from quantum_opt.metric import (
+    block_diagonal_metric,
+    block_ids,
+    fubini_study_metric,
+    metric_fn,
+    quantum_geometric_tensor,
+)
 
 
 def _state_qnode(n, body):
@@ -122,3 +128,18 @@ def test_block_ids_by_layer_leaf_and_groups():
         block_ids(jnp.zeros(4), "rows")
     with pytest.raises(ValueError, match=r"outside \[0, 4\)"):
         block_ids(jnp.zeros(4), [[5]])
+
+
+def test_metric_fn_approximations():
+    # hardware-efficient, 2 qubits, 2 layers: params [2, 2, 2]; "layer" blocks = flat indices 0-3 and 4-7
+    c = C.make_circuit(2, 2, "hardware_efficient")
+    p = c.init(jax.random.key(0))
+    full, block, diag = jax.jit(
+        lambda q: [metric_fn(c.state, a)(q) for a in (None, "block-diag", "diag")]
+    )(p)
+    np.testing.assert_allclose(diag, np.diag(np.diag(full)), atol=1e-7)
+    np.testing.assert_allclose(block[:4, :4], full[:4, :4], atol=1e-7)  # layer 0 block kept
+    np.testing.assert_allclose(block[:4, 4:], 0.0)  # between layers dropped
+    assert np.abs(full[:4, 4:]).max() > 1e-3
+    with pytest.raises(ValueError, match="approx: got 'kfac'"):
+        metric_fn(c.state, "kfac")
