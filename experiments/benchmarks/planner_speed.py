@@ -67,7 +67,7 @@ class ScipyGrid:
 
     def __init__(self, h: int, w: int):
         idx = np.arange(h * w).reshape(h, w)
-        rows, cols, dst = [], [], []
+        rows, cols = [], []
         for dr, dc in NEIGHBOUR_OFFSETS:
             r0, r1, c0, c1 = max(0, -dr), min(h, h - dr), max(0, -dc), min(w, w - dc)
             rows.append(idx[r0:r1, c0:c1].ravel())
@@ -135,7 +135,7 @@ def main(argv=None):
     assert np.allclose(cost, heap_cost, rtol=1e-5) and np.allclose(cost, scipy_cost, rtol=1e-5), "costs differ"
     assert np.allclose((path * costs).sum((1, 2)), cost, rtol=1e-5), "path cost differs"
 
-    ms = lambda s: f"{s * 1e3:9.2f} ms"  # noqa: E731
+    ms = lambda s: f"{s * 1e3:9.2f} ms"
     print(f"planner (jit, first call incl. compile) {ms(compile_s)}")
     print(f"planner grid_shortest_path              {ms(t_ours)}")
     print(f"python heapq Dijkstra loop              {ms(t_heap)}   ratio heapq/planner  {t_heap / t_ours:6.1f}x")

@@ -1,25 +1,13 @@
 """Pure, batched, jittable JAX planners: grid shortest path, A* / best-first search, MCTS (mctx)."""
 
-from hybrid.planners.astar import AStarResult
-from hybrid.planners.astar import astar
-from hybrid.planners.astar import expansion_savings
-from hybrid.planners.astar import grid_heuristic
-from hybrid.planners.astar import obstacle_costs
-from hybrid.planners.astar import optimal_share
-from hybrid.planners.grid import NEIGHBOUR_OFFSETS
-from hybrid.planners.grid import grid_distances
-from hybrid.planners.grid import grid_shortest_path
-from hybrid.planners.grid import path_cost
-from hybrid.planners.mcts import Episodes
-from hybrid.planners.mcts import from_nnx
-from hybrid.planners.mcts import mcts_policy
-from hybrid.planners.mcts import play_episodes
-from hybrid.planners.mcts import uniform_network
+from hybrid.planners.astar import AStarResult, astar, expansion_savings, grid_heuristic, obstacle_costs, optimal_share
+from hybrid.planners.grid import NEIGHBOUR_OFFSETS, grid_distances, grid_shortest_path, path_cost
+from hybrid.planners.mcts import Episodes, from_nnx, mcts_policy, play_episodes, uniform_network
 
 __all__ = [
+    "NEIGHBOUR_OFFSETS",
     "AStarResult",
     "Episodes",
-    "NEIGHBOUR_OFFSETS",
     "astar",
     "expansion_savings",
     "from_nnx",

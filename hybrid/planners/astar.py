@@ -23,7 +23,8 @@ share of expansions saved against a baseline A*, clipped at 0, as Neural A*'s "E
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -28,13 +28,13 @@ Costs may be ``+inf`` (impassable cells). If the target is unreachable its cost 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["grid_shortest_path", "grid_distances", "NEIGHBOUR_OFFSETS", "path_cost"]
+__all__ = ["NEIGHBOUR_OFFSETS", "grid_distances", "grid_shortest_path", "path_cost"]
 
 # Neighbour order used for tie-breaking (row offset, column offset): N, S, W, E, NW, NE, SW, SE.
 NEIGHBOUR_OFFSETS = ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
@@ -128,7 +128,7 @@ def _distances(c: jax.Array, src: jax.Array, neighbourhood: int, max_steps: int)
     (Unrolling several steps per convergence check was measured slower on CPU: XLA fuses the chained stencils and
     recomputes them.)
     """
-    h, w, b = c.shape
+    h, w, _b = c.shape
     is_src = ((jnp.arange(h)[:, None, None] == src[None, None, :, 0])
               & (jnp.arange(w)[None, :, None] == src[None, None, :, 1]))
     d0 = jnp.where(is_src, c, jnp.asarray(jnp.inf, c.dtype))

@@ -19,7 +19,8 @@ interior node; after a terminal transition the discount is 0 and the value 0.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

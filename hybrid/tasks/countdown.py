@@ -12,7 +12,7 @@ order only) and a product at most ``max_value``; ``-`` when ``numbers[i] > numbe
 
 Rules: with ``use_all=True`` (game of 24) the episode ends when one number is left, with reward 1 if it equals
 the target; with ``use_all=False`` (Countdown) it ends with reward 1 as soon as a result equals the target, or
-with reward 0 when one number is left. An illegal action ends the episode with reward 0. All functions are pure,
+with reward 0 when one number is left. An illegal (or out-of-range) action ends the episode with reward 0. All functions are pure,
 batched (leading axis ``B``) and jittable; ``Countdown`` is a frozen dataclass, safe to close over in ``jit``.
 """
 
@@ -109,7 +109,7 @@ class Countdown:
         bidx = jnp.arange(b)
         action = jnp.asarray(action, jnp.int32)
         i, j, op = self.decode(action)
-        ok = legal[bidx, i, j, op]
+        ok = legal[bidx, i, j, op] & (action >= 0) & (action < self.num_actions)
         value = res[bidx, i, j, op]
         numbers = state.numbers.at[bidx, i].set(jnp.where(ok, value, state.numbers[bidx, i]))
         numbers = numbers.at[bidx, j].set(jnp.where(ok, 0, numbers[bidx, j]))

@@ -38,7 +38,7 @@ def _check(num, size, min_size, name="size"):
 
 def _far_pair(free: np.ndarray, rng: np.random.Generator):
     """A start and a goal in the largest 8-connected free region, the goal among the farther half of its cells."""
-    labels, n = ndimage.label(free, structure=np.ones((3, 3)))
+    labels, _n = ndimage.label(free, structure=np.ones((3, 3)))
     sizes = np.bincount(labels.ravel())[1:]
     region = np.argwhere(labels == 1 + int(np.argmax(sizes)))
     start = region[rng.integers(len(region))]

@@ -55,7 +55,8 @@ def test_transition_and_legality_are_exact(use_all):
     state = env.init(nums, target)._replace(alive=jnp.asarray(alive))
     tiled = jax.tree.map(lambda x: jnp.repeat(x, a, axis=0), state)
     actions = jnp.tile(jnp.arange(a), 6)
-    nxt, reward, done = jax.jit(env.step)(tiled, actions)
+    nxt_state, reward, done = jax.jit(env.step)(tiled, actions)
+    nxt, reward, done = jax.tree.map(np.asarray, (nxt_state, reward, done))
     legal = np.asarray(env.legal_actions(state)).reshape(-1)
     for k in range(6 * a):
         b, act = divmod(k, a)
@@ -64,20 +65,20 @@ def test_transition_and_legality_are_exact(use_all):
         assert legal[k] == (r is not None)
         if r is None:  # illegal: episode over, reward 0, numbers untouched
             assert bool(done[k]) and float(reward[k]) == 0.0
-            np.testing.assert_array_equal(np.asarray(nxt.numbers[k]), nums[b])
+            np.testing.assert_array_equal(nxt.numbers[k], nums[b])
             continue
         want = nums[b].copy()
         want[i], want[j] = r, 0
         left = alive[b].sum() - 1
-        np.testing.assert_array_equal(np.asarray(nxt.numbers[k]), want)
-        assert not bool(nxt.alive[k, j]) and int(nxt.alive[k].sum()) == left
+        np.testing.assert_array_equal(nxt.numbers[k], want)
+        assert not nxt.alive[k, j] and nxt.alive[k].sum() == left
         hit = r == target[b]
         assert float(reward[k]) == float(hit and (left == 1 or not use_all))
         assert bool(done[k]) == (left == 1 or (hit and not use_all))
     # A done state is absorbing.
-    again, r2, d2 = env.step(nxt, actions)
-    assert np.all(np.asarray(r2)[np.asarray(done)] == 0) and np.all(np.asarray(d2)[np.asarray(done)])
-    assert not np.asarray(env.legal_actions(nxt))[np.asarray(done)].any()
+    _again, r2, d2 = env.step(nxt_state, actions)
+    assert np.all(np.asarray(r2)[done] == 0) and np.all(np.asarray(d2)[done])
+    assert not np.asarray(env.legal_actions(nxt_state))[done].any()
 
 
 def test_instances_are_deterministic_and_solvable():
@@ -124,9 +125,15 @@ def test_mctx_gets_invalid_actions_and_search_returns_legal_moves(monkeypatch):
 
     monkeypatch.setattr(mcts_mod.mctx, "gumbel_muzero_policy", spy)
     network, params = from_nnx(TinyNet(env, nnx.Rngs(0)))  # a Flax NNX prior/value network
-    out = mcts_policy(jax.random.key(5), env, state, network, params, num_simulations=16)
+
+    @jax.jit
+    def search(p, s):
+        out = mcts_policy(jax.random.key(5), env, s, network, p, num_simulations=16)
+        return out, seen["invalid"]  # what mctx received, from the same trace
+
+    out, invalid = search(params, state)
     legal = np.asarray(env.legal_actions(state))
-    np.testing.assert_array_equal(np.asarray(seen["invalid"]), ~legal)
+    np.testing.assert_array_equal(np.asarray(invalid), ~legal)
     assert legal[np.arange(8), np.asarray(out.action)].all()
     weights = np.asarray(out.action_weights)
     assert np.all(weights[~legal] == 0) and np.allclose(weights.sum(1), 1.0, atol=1e-5)

@@ -127,12 +127,12 @@ def test_traced_inside_jit_and_vmap():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(costs=np.ones((4, 4))), "costs has shape"),
-    (dict(costs=-np.ones((1, 4, 4))), "costs must be positive"),
-    (dict(costs=np.full((1, 4, 4), np.nan)), "costs must be positive"),
-    (dict(costs=np.ones((1, 4, 4)), neighbourhood=6), "neighbourhood=6"),
-    (dict(costs=np.ones((1, 4, 4)), source=(4, 0)), "source="),
-    (dict(costs=np.ones((2, 4, 4)), target=np.zeros((3, 2), np.int32)), "target has shape"),
+    ({"costs": np.ones((4, 4))}, "costs has shape"),
+    ({"costs": -np.ones((1, 4, 4))}, "costs must be positive"),
+    ({"costs": np.full((1, 4, 4), np.nan)}, "costs must be positive"),
+    ({"costs": np.ones((1, 4, 4)), "neighbourhood": 6}, "neighbourhood=6"),
+    ({"costs": np.ones((1, 4, 4)), "source": (4, 0)}, "source="),
+    ({"costs": np.ones((2, 4, 4)), "target": np.zeros((3, 2), np.int32)}, "target has shape"),
 ])
 def test_bad_input_raises_one_line_value_error(kwargs, match):
     with pytest.raises(ValueError, match=match) as err:
