@@ -16,12 +16,14 @@ A network is described by *sites*: one per matmul (or per other costed op), each
   ``binary``   1 if the operand it reads is a binary spike tensor (checked on the values), else 0,
   ``spiking``  1 if the published convention prices it as a spiking layer, else 0 (embedding, head, norms: 0),
   ``rate_nnz``, ``rate_size``  spikes and neurons of the spike tensor whose firing rate the convention uses
-               (the layer's input spikes, or for "post" placement the spikes right after the layer).
+               (the layer's input spikes, or for "post" placement the spikes right after the layer),
+  ``neuron``   1 for neuron membrane updates (one MAC per neuron-step), else 0.
 Sites add up over evaluation batches (``add_sites``), then ``account`` turns them into three accountings:
 
 (a) published (Spikformer eq. for SOPs, SpikeGPT sec. 4): a spiking layer costs firing rate × MACs(one timestep)
     × T × E_AC = rate × ``macs`` × E_AC; non-spiking sites cost ``macs`` × E_MAC. ("FLOPs" in those papers are
-    multiply-accumulate counts.) Neuron updates are not priced, as in those papers.
+    multiply-accumulate counts.) ``energy_published_pj`` also prices norms and neuron membrane updates at E_MAC;
+    ``energy_papers_pj`` leaves the neuron updates out, as those papers do (``neuron_macs_per_token`` says how many).
 (b) strict: a site whose operand really is binary costs its measured ``acs`` × E_AC; every other site (float
     matmuls, attention on floats, embedding, norms, head, neuron membrane updates) costs ``macs`` × E_MAC. The same
     op counts are also priced on Loihi: SOPs × E_SOP + the remaining MACs at 45 nm.
@@ -49,7 +51,8 @@ class EnergyModel(NamedTuple):
 CMOS_45NM = EnergyModel("45nm", 4.6, 0.9, "Horowitz, ISSCC 2014: fp32 MAC 4.6 pJ, fp32 add 0.9 pJ at 45 nm")
 LOIHI = EnergyModel("loihi", 4.6, 23.6, "Davies et al., IEEE Micro 38(1) 2018, Table 1: 23.6 pJ per synaptic "
                     "spike op (min), 14 nm; non-spike ops priced at 45 nm MACs")
-SITE_FIELDS = ("macs", "acs", "binary", "spiking", "rate_nnz", "rate_size")
+SITE_FIELDS = ("macs", "acs", "binary", "spiking", "rate_nnz", "rate_size", "neuron")
+MIN_FIELDS = ("binary", "spiking", "neuron")  # flags: a site keeps the minimum when summed
 
 
 def is_binary(x) -> jnp.ndarray:
@@ -67,6 +70,7 @@ def linear_site(x, fan_out: int, *, spiking: bool, rate_from=None) -> dict:
         macs=jnp.asarray(x.size * fan_out, jnp.float32),
         acs=jnp.count_nonzero(x).astype(jnp.float32) * fan_out,
         binary=is_binary(x),
+        neuron=jnp.asarray(0.0, jnp.float32),
         **_rate(x if rate_from is None else rate_from, spiking),
     )
 
@@ -77,7 +81,7 @@ def _rate(spikes, spiking: bool) -> dict:
         z = jnp.asarray(0.0, jnp.float32)
         return {"spiking": z, "rate_nnz": z, "rate_size": z}
     return {"spiking": jnp.asarray(1.0, jnp.float32), "rate_nnz": jnp.count_nonzero(spikes).astype(jnp.float32),
-                "rate_size": jnp.asarray(spikes.size, jnp.float32)}
+            "rate_size": jnp.asarray(spikes.size, jnp.float32)}
 
 
 def causal_matmul_site(a, b_dim: int, *, spiking: bool, rate_from=None, query_side: bool = True) -> dict:
@@ -97,17 +101,18 @@ def causal_matmul_site(a, b_dim: int, *, spiking: bool, rate_from=None, query_si
         macs=jnp.asarray(n_mats * float(fan.sum()) * d, jnp.float32),
         acs=(nnz_rows * jnp.asarray(fan, jnp.float32)).sum(),
         binary=is_binary(a),
+        neuron=jnp.asarray(0.0, jnp.float32),
         **_rate(a if rate_from is None else rate_from, spiking),
     )
 
 
-def elementwise_site(x, macs_per_element: float) -> dict:
+def elementwise_site(x, macs_per_element: float, *, neuron: bool = False) -> dict:
     """A float elementwise op on ``x`` (an array, or its element count) priced as MACs (norms: 2 per element;
-    LIF membrane update: 1 per neuron-step)."""
+    ``neuron=True``: membrane updates, 1 per neuron-step)."""
     z = jnp.asarray(0.0, jnp.float32)
     size = x if isinstance(x, int) else x.size
-    return {"macs": jnp.asarray(size * macs_per_element, jnp.float32), "acs": z, "binary": z, "spiking": z, "rate_nnz": z,
-                "rate_size": z}
+    return {"macs": jnp.asarray(size * macs_per_element, jnp.float32), "acs": z, "binary": z, "spiking": z,
+            "rate_nnz": z, "rate_size": z, "neuron": jnp.asarray(float(neuron), jnp.float32)}
 
 
 def add_sites(total: dict | None, sites: dict) -> dict:
@@ -116,7 +121,7 @@ def add_sites(total: dict | None, sites: dict) -> dict:
         return {k: {f: np.asarray(v[f], np.float64) for f in SITE_FIELDS} for k, v in sites.items()}
     out = {}
     for k, v in sites.items():
-        out[k] = {f: (np.minimum(total[k][f], v[f]) if f in ("binary", "spiking") else total[k][f] + np.asarray(v[f]))
+        out[k] = {f: (np.minimum(total[k][f], v[f]) if f in MIN_FIELDS else total[k][f] + np.asarray(v[f]))
                   for f in SITE_FIELDS}
     return out
 
@@ -131,13 +136,15 @@ def account(sites: dict, tokens: float, *, cmos: EnergyModel = CMOS_45NM, neuro:
     """
     out: dict[str, float] = {}
     pub = strict = loihi = 0.0
-    strict_macs = strict_acs = dense_macs = 0.0
+    strict_macs = strict_acs = dense_macs = neuron_macs = 0.0
     spikes = neurons = 0.0
     for name, s in sites.items():
         macs, acs = float(s["macs"]), float(s["acs"])
         binary, spiking = float(s["binary"]) > 0.5, float(s["spiking"]) > 0.5
         rate = float(s["rate_nnz"]) / float(s["rate_size"]) if float(s["rate_size"]) > 0 else 0.0
         dense_macs += macs
+        if float(s.get("neuron", 0.0)) > 0.5:
+            neuron_macs += macs
         if float(s["rate_size"]) > 0:
             out[f"rate/{name}"] = rate
             spikes += float(s["rate_nnz"])
@@ -158,13 +165,15 @@ def account(sites: dict, tokens: float, *, cmos: EnergyModel = CMOS_45NM, neuro:
         acs_per_token=strict_acs * per,
         all_ops_as_macs_per_token=dense_macs * per,
         energy_published_pj=pub * per,
+        energy_papers_pj=(pub - neuron_macs * cmos.e_mac_pj) * per,
+        neuron_macs_per_token=neuron_macs * per,
         energy_strict_pj=strict * per,
         energy_strict_loihi_pj=loihi * per,
     )
     if dense_macs_per_token is not None:
         dense = dense_macs_per_token * cmos.e_mac_pj
         out["energy_dense_pj"] = dense
-        for k in ("published", "strict", "strict_loihi"):
+        for k in ("published", "papers", "strict", "strict_loihi"):
             out[f"ratio_{k}_vs_dense"] = out[f"energy_{k}_pj"] / dense
     return out
 

@@ -52,7 +52,7 @@ def _put(sites, name, fn, *args, **kw):
     site = fn(*args, **kw)
     if name in sites:
         old = sites[name]
-        sites[name] = {f: (jnp.minimum(old[f], site[f]) if f in ("binary", "spiking") else old[f] + site[f])
+        sites[name] = {f: (jnp.minimum(old[f], site[f]) if f in energy.MIN_FIELDS else old[f] + site[f])
                        for f in energy.SITE_FIELDS}
     else:
         sites[name] = site
@@ -85,7 +85,7 @@ class SpikeNeuron(nnx.Module):
 
     def __call__(self, x, sites=None, name="neurons"):
         """``x [T, ...]`` input current -> spikes (or activations) ``[T, ...]``."""
-        _put(sites, name, energy.elementwise_site, x, 1.0)  # membrane update: one MAC per neuron-step
+        _put(sites, name, energy.elementwise_site, x, 1.0, neuron=True)  # membrane update, 1 MAC per step
         if not self.spiking:
             return TWIN_ACTIVATIONS[self.twin_activation](x, self.threshold)
         kw = {"threshold": self.threshold, "surrogate": self.surrogate}

@@ -36,21 +36,25 @@ def test_three_accountings_on_a_toy_network():
         "post": energy.linear_site(floats_in, 4, spiking=True, rate_from=spikes_out),  # float input, spikes after
         "head": energy.linear_site(floats_in, 5, spiking=False),  # 30 MACs
         "norm": energy.elementwise_site(floats_in, 2.0),  # 12 MACs
+        "mem": energy.elementwise_site(spikes_out, 1.0, neuron=True),  # 8 membrane updates
     }
     total = energy.add_sites(None, sites)
     total = energy.add_sites(total, sites)  # two identical evaluation batches
     out = energy.account(total, tokens=4, dense_macs_per_token=100.0)
     e_mac, e_ac, e_sop = 4.6, 0.9, 23.6
-    per_batch_published = 0.5 * 24 * e_ac + 0.25 * 24 * e_ac + 30 * e_mac + 12 * e_mac
-    per_batch_strict = 12 * e_ac + 24 * e_mac + 30 * e_mac + 12 * e_mac
-    per_batch_loihi = 12 * e_sop + (24 + 30 + 12) * e_mac
+    per_batch_papers = 0.5 * 24 * e_ac + 0.25 * 24 * e_ac + 30 * e_mac + 12 * e_mac
+    per_batch_published = per_batch_papers + 8 * e_mac
+    per_batch_strict = 12 * e_ac + 24 * e_mac + 30 * e_mac + 12 * e_mac + 8 * e_mac
+    per_batch_loihi = 12 * e_sop + (24 + 30 + 12 + 8) * e_mac
     assert out["energy_published_pj"] == pytest.approx(2 * per_batch_published / 4)
+    assert out["energy_papers_pj"] == pytest.approx(2 * per_batch_papers / 4)
+    assert out["neuron_macs_per_token"] == pytest.approx(2 * 8 / 4)
     assert out["energy_strict_pj"] == pytest.approx(2 * per_batch_strict / 4)
     assert out["energy_strict_loihi_pj"] == pytest.approx(2 * per_batch_loihi / 4)
     assert out["energy_dense_pj"] == pytest.approx(100 * e_mac)
     assert out["ratio_strict_vs_dense"] == pytest.approx(out["energy_strict_pj"] / (100 * e_mac))
     assert out["acs_per_token"] == pytest.approx(2 * 12 / 4)
-    assert out["macs_per_token"] == pytest.approx(2 * (24 + 30 + 12) / 4)
+    assert out["macs_per_token"] == pytest.approx(2 * (24 + 30 + 12 + 8) / 4)
     assert out["rate/pre"] == pytest.approx(0.5) and out["rate/post"] == pytest.approx(0.25)
     assert "rate/head" not in out
 
