@@ -187,7 +187,8 @@ def lif(inputs: jax.Array, *, beta: Any, threshold: Any = 1.0, reset: str = "sub
       reset_delay: True (snntorch default): a spike's reset is applied at the next step; False: in the same step.
       surrogate: a name from ``spiking.SURROGATES``, ``{"name":..., **params}`` or a callable ``f(x)``.
       init_membrane: ``U`` before the first step, broadcastable to ``inputs.shape[1:]``; zeros if None.
-      impl: "auto" (the custom-vjp fast path when possible), "fast" or "scan" (autodiff of the plain scan).
+      impl: "auto" (the custom-vjp fast path when possible), "fast" or "scan" (autodiff of the plain scan;
+        use it for forward-mode ``jax.jvp``/``jacfwd``, which a ``custom_vjp`` does not support).
       unroll: ``lax.scan`` unroll factor.
     Returns:
       ``(spikes, membranes)``, both ``[T, ...]`` with the dtype of ``inputs``; spikes are 0./1.

@@ -24,13 +24,18 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+if "--xla-single-thread" in sys.argv:  # must be set before jax starts
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
 
-from spiking import lif, spike_fn
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from spiking import lif, spike_fn  # noqa: E402
 
 BATCH = 16
 BETA, THRESHOLD = 0.9, 1.0
@@ -91,7 +96,7 @@ def timed(fn, *args):
     return time.perf_counter() - t0, out
 
 
-def bench_size(n: int, t: int, repeats: int, variants: list[str]):
+def bench_size(n: int, t: int, repeats: int, variants: list[str], threads: list[int]):
     import torch
 
     key = jax.random.PRNGKey(0)
@@ -110,7 +115,6 @@ def bench_size(n: int, t: int, repeats: int, variants: list[str]):
         losses[name] = float(f((w, b), x)[0])  # warm-up run
     run_torch = torch_step(n, t)
     xt = torch.from_numpy(x_np)
-    threads = sorted({1, os.cpu_count() or 1})  # torch's threads spin under load: time 1 and all, keep the best
     torch_names = [f"snntorch, {th} thread{'s' if th > 1 else ''}" for th in threads]
     for th in threads:
         torch.set_num_threads(th)
@@ -182,6 +186,8 @@ def main():
     p.add_argument("--sizes", default="1024x200,4096x100", help="comma-separated NxT")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--variants", default="per-step scan,folded + scan,folded + vjp")
+    p.add_argument("--torch-threads", default="1,all", help="comma-separated torch thread counts to time")
+    p.add_argument("--xla-single-thread", action="store_true", help="run XLA's CPU backend on one thread")
     p.add_argument("--lm", action="store_true", help="also measure the spiking LM step against a large matmul")
     p.add_argument("--lm-width", type=int, default=256)
     p.add_argument("--lm-depth", type=int, default=4)
@@ -196,9 +202,11 @@ def main():
           f"torch {torch.__version__}; load average "
           f"{os.getloadavg()[0]:.1f}")
     variants = [v.strip() for v in args.variants.split(",")]
-    for size in args.sizes.split(","):
+    # torch's threads spin under load: by default time 1 thread and all cores, and keep the faster as the baseline
+    threads = sorted({int(v) if v != "all" else (os.cpu_count() or 1) for v in args.torch_threads.split(",")})
+    for size in filter(None, args.sizes.split(",")):
         n, t = (int(v) for v in size.lower().split("x"))
-        bench_size(n, t, args.repeats, variants)
+        bench_size(n, t, args.repeats, variants, threads)
     if args.lm:
         bench_lm(args.repeats, args.lm_width, args.lm_depth, args.lm_seq, args.lm_batch, args.lm_timesteps,
                  args.matmul)
