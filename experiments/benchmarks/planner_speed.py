@@ -5,14 +5,21 @@ from the top-left to the bottom-right cell, returning the path mask and its cost
 ICLR 2020). All three solvers run in this one process on the same maps and must agree on every cost.
 
 - planner: the jitted ``grid_shortest_path`` (distances + path extraction, one call for the whole batch); compile
-  time is measured apart, and the time is the median of ``--repeats`` calls after a warm-up.
+  time is measured apart (first call).
 - heapq: a Python Dijkstra per map with a predecessor array and path extraction (what paper code runs).
 - scipy: ``scipy.sparse.csgraph.dijkstra`` per map with ``return_predecessors=True`` and path extraction; timed with
   the CSR graph construction counted (the sparsity pattern is computed once; per map a float64 CSR is built from
-  it with the map's weights)
-  and, apart, with prebuilt graphs.
+  it with the map's weights) and, apart, with prebuilt graphs.
 
-Run: python experiments/benchmarks/planner_speed.py [--batch 256] [--size 30] [--repeats 5]
+The methods are timed in ``--repeats`` interleaved rounds (each method once per round) so that load from other
+processes on a shared machine hits them alike; printed: median and min per method, and the ratios as the median
+of per-round ratios and as the ratio of mins.
+
+With ``--astar N``, also runs batched A* on N 32x32 obstacle maps and N mazes (hybrid.tasks.maps) and prints
+Neural A*'s metrics for the Chebyshev heuristic against Dijkstra (A* with a zero heuristic): expansions, share of
+expansions saved, share of optimal paths (against grid_shortest_path), and the batched search time.
+
+Run: python experiments/benchmarks/planner_speed.py [--batch 256] [--size 30] [--repeats 5] [--astar 256]
 """
 
 from __future__ import annotations
@@ -29,7 +36,15 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
 
-from hybrid.planners import NEIGHBOUR_OFFSETS, grid_shortest_path
+from hybrid.planners import (
+    NEIGHBOUR_OFFSETS,
+    astar,
+    expansion_savings,
+    grid_shortest_path,
+    obstacle_costs,
+    optimal_share,
+)
+from hybrid.tasks.maps import maze_maps, obstacle_maps
 
 
 def heapq_dijkstra(c: np.ndarray):
@@ -94,6 +109,7 @@ class ScipyGrid:
 
 
 def timed(fn, repeats: int) -> float:
+    """Median seconds over ``repeats`` calls."""
     ts = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -102,46 +118,77 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(ts)
 
 
+def astar_report(n: int, seed: int, repeats: int):
+    """Neural A* metrics of Chebyshev A* against Dijkstra on obstacle maps and mazes."""
+    for name, gen in (("obstacle maps", obstacle_maps), ("mazes", maze_maps)):
+        m = gen(jax.random.key(seed), n)
+        costs, start, goal = obstacle_costs(m["obstacles"]), jnp.asarray(m["start"]), jnp.asarray(m["goal"])
+        search = {h: jax.jit(lambda c, s, g, h=h: astar(c, s, g, heuristic=h)) for h in ("zero", "chebyshev")}
+        res = {h: jax.block_until_ready(f(costs, start, goal)) for h, f in search.items()}
+        args = (costs, start, goal)
+        t = {h: timed(lambda f=f, args=args: jax.block_until_ready(f(*args)), repeats) for h, f in search.items()}
+        _, opt = grid_shortest_path(costs, start, goal)
+        d, a = res["zero"], res["chebyshev"]
+        print(f"A* on {n} {name} 32x32: expansions Dijkstra {float(d.expansions.mean()):.1f}, "
+              f"Chebyshev A* {float(a.expansions.mean()):.1f}; expansions saved "
+              f"{100 * float(expansion_savings(a.expansions, d.expansions)):.1f}%; optimal paths "
+              f"{100 * float(optimal_share(a.cost, opt)):.1f}% (Dijkstra {100 * float(optimal_share(d.cost, opt)):.1f}%); "
+              f"batched search {t['chebyshev'] * 1e3:.1f} ms (Dijkstra {t['zero'] * 1e3:.1f} ms)")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--size", type=int, default=30)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--astar", type=int, default=0, help="also run A* on this many obstacle maps and mazes")
     a = p.parse_args(argv)
     costs = np.asarray(jax.random.uniform(jax.random.key(a.seed), (a.batch, a.size, a.size), minval=0.1, maxval=10.0))
     print(f"machine: jax {jax.__version__}, backend {jax.default_backend()}, device "
           f"{jax.devices()[0].device_kind}, {os.cpu_count()} CPUs (os.cpu_count; load average "
           f"{os.getloadavg()[0]:.1f})")
     print(f"task: {a.batch} maps of {a.size}x{a.size}, 8-neighbour, vertex-weighted, path + cost; "
-          f"median of {a.repeats} runs")
+          f"{a.repeats} interleaved rounds")
 
     solve = jax.jit(grid_shortest_path)
     x = jnp.asarray(costs)
     t0 = time.perf_counter()
     jax.block_until_ready(solve(x))
     compile_s = time.perf_counter() - t0
-    t_ours = timed(lambda: jax.block_until_ready(solve(x)), a.repeats)
     path, cost = (np.asarray(v) for v in solve(x))
-
-    t_heap = timed(lambda: [heapq_dijkstra(c) for c in costs], max(1, a.repeats // 2))
     grid = ScipyGrid(a.size, a.size)
-    t_scipy = timed(lambda: [grid.solve(grid.graph(c), c) for c in costs], a.repeats)
     graphs = [grid.graph(c) for c in costs]
-    t_scipy_pre = timed(lambda: [grid.solve(g, c) for g, c in zip(graphs, costs)], a.repeats)
+    methods = {
+        "planner grid_shortest_path (jit)": lambda: jax.block_until_ready(solve(x)),
+        "python heapq Dijkstra loop": lambda: [heapq_dijkstra(c) for c in costs],
+        "scipy dijkstra, graph building counted": lambda: [grid.solve(grid.graph(c), c) for c in costs],
+        "scipy dijkstra, graphs prebuilt": lambda: [grid.solve(g, c) for g, c in zip(graphs, costs)],
+    }
+    # Interleaved rounds: every method is timed once per round, so load changes on a shared machine hit all alike.
+    times = {k: [] for k in methods}
+    for _ in range(a.repeats):
+        for k, fn in methods.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
 
     heap_cost = np.array([heapq_dijkstra(c)[1] for c in costs])
     scipy_cost = np.array([grid.solve(g, c)[1] for g, c in zip(graphs, costs)])
     assert np.allclose(cost, heap_cost, rtol=1e-5) and np.allclose(cost, scipy_cost, rtol=1e-5), "costs differ"
     assert np.allclose((path * costs).sum((1, 2)), cost, rtol=1e-5), "path cost differs"
 
-    ms = lambda s: f"{s * 1e3:9.2f} ms"
-    print(f"planner (jit, first call incl. compile) {ms(compile_s)}")
-    print(f"planner grid_shortest_path              {ms(t_ours)}")
-    print(f"python heapq Dijkstra loop              {ms(t_heap)}   ratio heapq/planner  {t_heap / t_ours:6.1f}x")
-    print(f"scipy dijkstra, graph building counted  {ms(t_scipy)}   ratio scipy/planner  {t_scipy / t_ours:6.1f}x")
-    print(f"scipy dijkstra, graphs prebuilt         {ms(t_scipy_pre)}   ratio             {t_scipy_pre / t_ours:6.1f}x")
+    print(f"{'planner (jit, first call incl. compile)':40s} {compile_s * 1e3:9.2f} ms")
+    ours = np.array(times["planner grid_shortest_path (jit)"])
+    for k, ts in times.items():
+        ts = np.array(ts)
+        line = f"{k:40s} median {np.median(ts) * 1e3:9.2f} ms  min {ts.min() * 1e3:9.2f} ms"
+        if ts is not ours and k != "planner grid_shortest_path (jit)":
+            line += f"   ratio to planner: median of rounds {np.median(ts / ours):6.1f}x, of mins {ts.min() / ours.min():6.1f}x"
+        print(line)
     print("all costs agree (rtol 1e-5)")
+    if a.astar:
+        astar_report(a.astar, a.seed, a.repeats)
 
 
 if __name__ == "__main__":
