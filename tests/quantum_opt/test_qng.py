@@ -77,7 +77,7 @@ def test_qng_reaches_vqe_ground_energy_in_fewer_steps_than_gradient_descent():
     tx = qng(lr, metric_fn=lambda p: fubini_study_metric(c.state, p))
     n_qng, v_qng, s = _steps_to_target(tx, c, p0, e0 + 0.02, steps)
     assert n_qng <= steps and v_qng[-1] < e0 + 0.01, (n_qng, v_qng[-1], e0)
-    assert 2 * n_qng < n_gd, (n_qng, n_gd)  # measured here: QNG ~22 steps, GD > 60
+    assert 2 * n_qng < n_gd, (n_qng, n_gd)  # measured here: QNG 20 steps, GD 67
     assert int(s.count) == steps and int(s.metric_evals) == steps
 
 
