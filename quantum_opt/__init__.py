@@ -25,6 +25,8 @@ from quantum_opt.metric import (
     state_jacobian,
 )
 from quantum_opt.transforms import qng, spsa
+from quantum_opt.transforms import perturbed, sam, tunneling
+from quantum_opt.layers import ClassicalTwinLayer, HybridMLP, QuantumLayer
 
 __all__ = [
     "ANSATZE",
@@ -44,4 +46,10 @@ __all__ = [
     "state_jacobian",
     "strongly_entangling",
     "time_compile_and_run",
+    "perturbed",
+    "sam",
+    "tunneling",
+    "ClassicalTwinLayer",
+    "HybridMLP",
+    "QuantumLayer",
 ]

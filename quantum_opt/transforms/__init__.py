@@ -6,6 +6,7 @@ evaluations it makes (the runner reports every such field).
 
 from quantum_opt.transforms.qng import QNGState, qng
 from quantum_opt.transforms.spsa import SPSAState, spsa, spsa_gains
+from quantum_opt.transforms.tunneling import PerturbedState, SamState, TunnelingState, perturbed, sam, tunneling
 
 __all__ = [
     "QNGState",
@@ -13,4 +14,10 @@ __all__ = [
     "qng",
     "spsa",
     "spsa_gains",
+    "PerturbedState",
+    "SamState",
+    "TunnelingState",
+    "perturbed",
+    "sam",
+    "tunneling",
 ]
