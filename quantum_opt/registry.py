@@ -24,7 +24,7 @@ from experiments.errors import ConfigError
 from experiments.registry import build_optimizer, register_hook, register_model, register_optimizer, register_task
 from experiments.task import Task
 from quantum_opt import layers, tasks
-from quantum_opt.transforms import tunneling as T
+from quantum_opt.transforms.tunneling import perturbed, sam, tunneling
 
 
 def _config_error(section: str, err: ValueError) -> ConfigError:
@@ -100,7 +100,7 @@ def jumps_hook(ctx) -> dict[str, float]:
 def _tunneling(cfg, *, learning_rate, weight_decay):
     inner = build_optimizer(cfg.inner, None, learning_rate=learning_rate, weight_decay=weight_decay)
     try:
-        tx = T.tunneling(inner, sampler=cfg.sampler, rule=cfg.rule, window=cfg.window, threshold=cfg.threshold,
+        tx = tunneling(inner, sampler=cfg.sampler, rule=cfg.rule, window=cfg.window, threshold=cfg.threshold,
                          n_qubits=cfg.n_qubits, directions=cfg.directions, step_sizes=tuple(cfg.step_sizes),
                          shots=cfg.shots, layers=cfg.layers, total_time=cfg.total_time, accept=cfg.accept,
                          key=jax.random.key(cfg.seed))
@@ -113,7 +113,7 @@ def _tunneling(cfg, *, learning_rate, weight_decay):
 def _sam(cfg, *, learning_rate, weight_decay):
     inner = build_optimizer(cfg.inner, None, learning_rate=learning_rate, weight_decay=weight_decay)
     try:
-        return T.sam(inner, rho=cfg.rho, sync_period=cfg.sync_period)
+        return sam(inner, rho=cfg.rho, sync_period=cfg.sync_period)
     except ValueError as err:
         raise _config_error("optimizer", err) from None
 
@@ -123,7 +123,7 @@ def _sam(cfg, *, learning_rate, weight_decay):
 def _pgd(cfg, *, learning_rate, weight_decay):
     inner = build_optimizer(cfg.inner, None, learning_rate=learning_rate, weight_decay=weight_decay)
     try:
-        tx = T.perturbed(inner, radius=cfg.radius, threshold=cfg.threshold, cooldown=cfg.cooldown,
+        tx = perturbed(inner, radius=cfg.radius, threshold=cfg.threshold, cooldown=cfg.cooldown,
                          key=jax.random.key(cfg.seed))
     except ValueError as err:
         raise _config_error("optimizer", err) from None
