@@ -85,7 +85,7 @@ def load_claim(path: str | Path) -> Claim:
 
 
 def all_claims(only=None) -> list[Claim]:
-    claims = sorted((load_claim(p) for p in CLAIMS_DIR.glob("*.toml")), key=lambda c: c.id)
+    claims = sorted((load_claim(p) for p in CLAIMS_DIR.glob("*.toml")), key=lambda c: str(c.id))
     if only:
         names = {c.path.stem for c in claims}
         bad = sorted(set(only) - names)
@@ -106,7 +106,6 @@ def plan(claim: Claim, size: str) -> list[tuple[str, str, object]]:
         sweep["seeds"] = adjust["seeds"]
     for key, values in adjust.get("grid", {}).items():
         sweep.setdefault("grid", {})[key] = values
-    raw = apply_overrides(raw, adjust.get("overrides", {}))
     variants = sweep.get("variants") or {"": {}}
     chosen = adjust.get("variants", list(variants))
     unknown = sorted(set(chosen) - set(variants))
@@ -117,8 +116,12 @@ def plan(claim: Claim, size: str) -> list[tuple[str, str, object]]:
     for vname in chosen:
         one = copy.deepcopy(raw)
         one["sweep"]["variants"] = {vname: variants[vname]} if vname else {}
-        for name, cfg in expand(one):
-            runs.append((vname, name, validate(cfg, source=str(claim.experiment))))
+        for name, cfg in expand(one):  # size overrides go last, so they also reach a variant's own sections
+            cfg = apply_overrides(cfg, adjust.get("overrides", {}))
+            try:
+                runs.append((vname, name, validate(cfg, source=str(claim.experiment))))
+            except ConfigError as err:
+                raise ConfigError(f"{claim.path.name} at size {size}, run {name}: {err}") from None
     return runs
 
 
