@@ -31,8 +31,13 @@ def solve(costs: jax.Array) -> jax.Array:
 
 
 def hamming(pred: jax.Array, target: jax.Array) -> jax.Array:
-    """Mean Hamming loss between 0/1 (or relaxed) masks ``[B, ...]``, the loss of Vlastelica et al."""
-    return jnp.mean(pred * (1.0 - target) + (1.0 - pred) * target)
+    """Hamming loss between 0/1 masks ``[B, ...]``: summed over cells, averaged over the batch.
+
+    This is the normalisation of Vlastelica et al.'s code (``errors.mean(dim=0).sum()``); it matters because the
+    blackbox step ``lam * dL/dy`` then perturbs each cost by ``lam / B``, so their lambda = 20 carries over.
+    """
+    errors = pred * (1.0 - target) + (1.0 - pred) * target
+    return jnp.sum(jnp.mean(errors, axis=0))
 
 
 class HybridShortestPath(nnx.Module):
