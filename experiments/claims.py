@@ -78,6 +78,10 @@ def load_claim(path: str | Path) -> Claim:
         for cond in case.get("conditions", []):
             if cond.get("compare", "value") not in ("value", "ratio", "difference"):
                 raise ConfigError(f"{path}: compare {cond.get('compare')!r} is not allowed; use value, ratio, difference")
+            if cond.get("compare", "value") != "value" and "b" not in cond:
+                raise ConfigError(f"{path}: a {cond['compare']} condition needs b = {{ variant = ... }}")
+            if "a" not in cond or "metric" not in cond or "threshold" not in cond:
+                raise ConfigError(f"{path}: every condition needs a, metric, op and threshold")
             if cond.get("op") not in ("<=", ">="):
                 raise ConfigError(f"{path}: op {cond.get('op')!r} is not allowed; use <= or >=")
     return Claim(path, raw["id"], raw["title"], raw["statement"], raw["source"], (path.parent / raw["experiment"]),
@@ -186,9 +190,9 @@ def _describe(cond: dict) -> str:
 
     stat = "median" if cond["metric"] in TO_TARGET else "mean"
     kind = cond.get("compare", "value")
-    expr = {"value": f"{stat} {cond['metric']} of {side(cond['a'])}",
-            "ratio": f"{stat} {cond['metric']} of {side(cond['a'])} / of {side(cond['b'])}",
-            "difference": f"{stat} {cond['metric']} of {side(cond['a'])} − of {side(cond['b'])}"}[kind]
+    expr = f"{stat} {cond['metric']} of {side(cond['a'])}"
+    if kind != "value":
+        expr += f" {'/' if kind == 'ratio' else '−'} of {side(cond['b'])}"
     return f"{expr} {cond['op']} {cond['threshold']}"
 
 

@@ -1,0 +1,86 @@
+"""The claims suite: smoke size end to end through the CLI, verdict rules, and the claims notebook."""
+
+import math
+import re
+
+import nbclient
+import nbformat
+import pytest
+
+from experiments import ConfigError
+from experiments.claims import all_claims, judge, load_claim, plan, verdict
+
+from .helpers import REPO, cli
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("claims")
+    proc = cli("claims", "--size", "smoke", "--out", out, "--quiet", timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_smoke_suite_writes_one_section_per_claim_with_a_verdict(smoke):
+    text = (smoke / "REPORT.md").read_text()
+    claims = all_claims()
+    assert len(claims) >= 4
+    for claim in claims:
+        assert f"## Claim {claim.id}: {claim.title}" in text
+        assert claim.source[:40] in text
+    verdicts = re.findall(r"\*\*Verdict: (supported|not supported|inconclusive)\.\*\*", text)
+    assert len(verdicts) == len(claims)
+    assert "## Hardware and libraries" in text and "jax " in text
+    assert re.search(r"!\[[^\]]+\]\([^)]+\.png\)", text)  # plots linked
+    for link in re.findall(r"!\[[^\]]+\]\(([^)]+)\)", text):
+        assert (smoke / link).exists()
+
+
+def test_claims_notebook_renders_the_report_and_relaunches_reusing_runs(smoke):
+    nb = nbformat.read(REPO / "experiments" / "notebooks" / "claims.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "RUN_SUITE = False" in c.source)
+    cell.source = cell.source.replace("RUN_SUITE = False", "RUN_SUITE = True") + f"\nREPORT_DIR = Path({str(smoke)!r})"
+    nbclient.NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    assert any("text/markdown" in o.get("data", {}) and "Verdict" in o["data"]["text/markdown"] for o in outputs)
+    assert sum("Claim " in o.get("text", "") for o in outputs if o.get("output_type") == "stream") >= 1
+
+
+def _runs(values_a, values_b, metric="m"):
+    runs = [{"variant": "a", "flat": {}, "values": {metric: v}} for v in values_a]
+    return runs + [{"variant": "b", "flat": {}, "values": {metric: v}} for v in values_b]
+
+
+def test_verdict_follows_the_rule_on_the_ci():
+    cond = {"a": {"variant": "a"}, "b": {"variant": "b"}, "metric": "m", "compare": "ratio", "op": "<=",
+            "threshold": 0.9}
+    assert judge(cond, _runs([5, 5.1, 4.9, 5], [10, 10.2, 9.8, 10]))["state"] == "holds"   # ratio 0.5
+    assert judge(cond, _runs([10, 10.1, 9.9, 10], [10, 10.2, 9.8, 10]))["state"] == "fails"  # ratio 1.0
+    assert judge(cond, _runs([2, 18, 5, 15], [10, 10.2, 9.8, 10]))["state"] == "undecided"  # CI straddles 0.9
+    assert judge(cond, _runs([5], [10]))["state"] == "undecided"  # one seed: no interval
+    assert judge(cond, _runs([], [10, 11]))["state"] == "missing"
+    diff = dict(cond, compare="difference", op=">=", threshold=0.0)
+    assert judge(diff, _runs([0.9, 0.91, 0.92], [0.5, 0.52, 0.51]))["state"] == "holds"
+
+    class C:
+        cases = [{"name": "x", "conditions": [cond]}, {"name": "y", "conditions": [dict(cond, threshold=0.1)]}]
+
+    assert verdict(C, _runs([5, 5.1, 4.9, 5], [10, 10.2, 9.8, 10]))[0] == "supported"
+    assert verdict(C, _runs([10, 10.1, 9.9, 10], [10, 10.2, 9.8, 10]))[0] == "not supported"
+    assert verdict(C, _runs([2, 18, 5, 15], [10, 10.2, 9.8, 10]))[0] == "inconclusive"
+
+
+def test_bad_claim_files_and_sizes(tmp_path):
+    claim = all_claims()[0]
+    with pytest.raises(ConfigError, match="--size: 'huge'"):
+        plan(claim, "huge")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[claim]\nid = 9\ntitle = "t"\nstatement = "s"\nsource = "s"\nexperiment = "x.toml"\n'
+                   '[[claim.cases]]\nconditions = [{ a = { variant = "a" }, metric = "m", compare = "ratio", '
+                   'op = "<=", threshold = 1 }]\n')
+    with pytest.raises(ConfigError, match="needs b"):
+        load_claim(bad)
+    proc = cli("claims", "--only", "nope")
+    assert proc.returncode == 2 and "unknown claim 'nope'" in proc.stderr
+    assert math.isfinite(len(plan(claim, "smoke")))
