@@ -14,9 +14,9 @@ from hybrid.models import HybridShortestPath, NeuralShortestPath
 from hybrid.planners import grid_shortest_path
 
 __all__ = [
+    "MLP",
     "CostHead",
     "HybridShortestPath",
-    "MLP",
     "NeuralShortestPath",
     "ResNetEncoder",
     "blackbox",

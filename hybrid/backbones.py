@@ -11,7 +11,7 @@ positive costs (softplus), and ``MLP`` is a plain multilayer perceptron. Images 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -102,7 +102,7 @@ class MLP(nnx.Module):
 
     def __init__(self, in_features: int, hidden: Sequence[int], out_features: int, *, rngs: nnx.Rngs):
         sizes = [in_features, *hidden, out_features]
-        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
+        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)])
 
     def __call__(self, x):
         for i, layer in enumerate(self.layers):
@@ -113,9 +113,9 @@ class MLP(nnx.Module):
 
 
 __all__ = [
-    "CostHead",
     "MLP",
     "NORMS",
+    "CostHead",
     "ResNetEncoder",
     "ResidualBlock",
     "adaptive_avg_pool",

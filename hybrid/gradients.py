@@ -25,7 +25,7 @@ Every function is pure and jittable; each perturbed estimator takes its ``jax.ra
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -53,7 +53,8 @@ class HybridShortestPath(nnx.Module):
         self.n_samples = n_samples
         self.encoder = ResNetEncoder(k, width, blocks, in_channels, norm, rngs=rngs)
         self.head = CostHead(width, rngs=rngs)
-        kw = dict(lam=lam, projection=projection, n_samples=n_samples, sigma=sigma, noise=noise, clip_min=1e-3)
+        kw = {"lam": lam, "projection": projection, "n_samples": n_samples, "sigma": sigma, "noise": noise,
+              "clip_min": 1e-3}
         self._solver = gradients.make_estimator(estimator, solve, **kw)
         self._fy = (gradients.fenchel_young_loss(solve, n_samples, sigma, noise, clip_min=1e-3)
                     if estimator == "perturbed" else None)

@@ -13,12 +13,11 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from experiments.errors import ConfigError
 from experiments.registry import register_hook, register_model, register_task
 from experiments.task import Task
-from flax import nnx
-
 from hybrid import backbones, gradients
 from hybrid.metrics import path_metrics
 from hybrid.models import HybridShortestPath, NeuralShortestPath, solve

@@ -6,8 +6,8 @@ from hybrid.tasks.maps import maze_maps, obstacle_maps
 from hybrid.tasks.terrain import TERRAIN_COSTS, make_maps, make_splits
 
 __all__ = [
-    "Countdown",
     "TERRAIN_COSTS",
+    "Countdown",
     "add_digits",
     "countdown_instances",
     "load_pool",

@@ -20,7 +20,6 @@ Arrays (N maps):
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import scipy.ndimage
 
