@@ -102,7 +102,7 @@ class MLP(nnx.Module):
 
     def __init__(self, in_features: int, hidden: Sequence[int], out_features: int, *, rngs: nnx.Rngs):
         sizes = [in_features, *hidden, out_features]
-        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)])
+        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(sizes)])
 
     def __call__(self, x):
         for i, layer in enumerate(self.layers):

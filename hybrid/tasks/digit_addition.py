@@ -83,7 +83,7 @@ def load_pool(split: str, test_fraction: float = 0.3, seed: int = 0) -> tuple[np
 
     data = load_digits()
     order = np.random.default_rng(seed).permutation(len(data.target))
-    n_test = int(round(len(order) * test_fraction))
+    n_test = round(len(order) * test_fraction)
     idx = order[n_test:] if split == "train" else order[:n_test]
     return (data.images[idx] / 16.0).astype(np.float32), data.target[idx].astype(np.int32)
 
