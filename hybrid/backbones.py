@@ -11,6 +11,7 @@ positive costs (softplus), and ``MLP`` is a plain multilayer perceptron. Images 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import jax
