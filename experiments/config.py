@@ -214,9 +214,29 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def split_key(key: str) -> list[str]:
+    """``'sweep.grid."data.k"'`` → ``['sweep', 'grid', 'data.k']``: dots inside quotes don't split."""
+    parts, current, quote = [], "", None
+    for ch in key:
+        if quote:
+            if ch == quote:
+                quote = None
+            else:
+                current += ch
+        elif ch in "\"'":
+            quote = ch
+        elif ch == ".":
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    return parts + [current]
+
+
 def set_dotted(raw: dict, key: str, value: Any) -> None:
-    """``raw['a']['b'] = value`` for ``key='a.b'``; a dict value for a whole section replaces that section."""
-    parts = key.split(".")
+    """``raw['a']['b'] = value`` for ``key='a.b'`` (quote a part holding dots: ``sweep.grid."data.k"``); a dict
+    value for a whole section replaces that section."""
+    parts = split_key(key)
     if parts[0] not in TOP_KEYS:
         raise ConfigError(f"{key}: unknown key; the top-level keys are {', '.join(TOP_KEYS)}")
     node = raw

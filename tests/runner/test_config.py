@@ -87,3 +87,8 @@ def test_apply_overrides_does_not_mutate_input():
     raw = {"train": {"steps": 5}}
     out = apply_overrides(raw, ["train.steps=7"])
     assert raw["train"]["steps"] == 5 and out["train"]["steps"] == 7
+
+
+def test_quoted_key_parts_reach_sweep_grid_entries():
+    raw = apply_overrides({"sweep": {"grid": {"data.k": [12]}}}, ["sweep.grid.\"data.k\"=[12, 18]", "sweep.seeds=[0]"])
+    assert raw["sweep"] == {"grid": {"data.k": [12, 18]}, "seeds": [0]}
