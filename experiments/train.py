@@ -82,6 +82,17 @@ def build_optimizer(config: Config, steps: int | None = None) -> optax.GradientT
     return tx
 
 
+def enable_compilation_cache() -> None:
+    """Persist compiled programs across processes (sweeps, resumed runs, tests) unless the user chose otherwise:
+    ``JAX_COMPILATION_CACHE_DIR`` names the folder (default ``~/.cache/beyondscale/jax``); ``=0`` in
+    ``BEYONDSCALE_COMPILATION_CACHE`` turns it off."""
+    if os.environ.get("BEYONDSCALE_COMPILATION_CACHE") == "0" or jax.config.jax_compilation_cache_dir:
+        return
+    path = os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.expanduser("~/.cache/beyondscale/jax")
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 def setup_distributed() -> None:
     """``jax.distributed.initialize()`` when the environment asks for multi-host (see the README)."""
     wanted = os.environ.get("BEYONDSCALE_DISTRIBUTED") == "1" or "JAX_COORDINATOR_ADDRESS" in os.environ
@@ -131,6 +142,7 @@ def run(config: Config | str, workdir: str | Path | None = None, *, overrides=()
         raise ConfigError("overrides: give them with a config file path, or apply them before validating")
     workdir = Path(workdir or Path("runs") / Path(config.source or "run").stem)
     setup_distributed()
+    enable_compilation_cache()
     main = jax.process_index() == 0
     tc = config.train
     if os.path.exists(workdir / "summary.json") and not overwrite:
@@ -165,7 +177,10 @@ def run(config: Config | str, workdir: str | Path | None = None, *, overrides=()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = build_optimizer(config)
     extra_args = isinstance(tx, optax.GradientTransformationExtraArgs)
-    state = _replicate({"params": params, "rest": rest, "opt_state": tx.init(params), "step": jnp.int32(0)},
+    # The key rides in the state (not baked into the program), so every seed of a sweep compiles to the same
+    # executable and the persistent compilation cache serves all but the first.
+    state = _replicate({"params": params, "rest": rest, "opt_state": tx.init(params), "step": jnp.int32(0),
+                        "key": train_key},
                        replicated)
     train_data = _replicate(task.train_data, replicated)
     eval_batches = task.eval_batches(task.eval_data, tc.eval_batch_size)
@@ -181,7 +196,7 @@ def run(config: Config | str, workdir: str | Path | None = None, *, overrides=()
 
     def one_step(state, data):
         step = state["step"]
-        batch_key, loss_key = jax.random.split(jax.random.fold_in(train_key, step))
+        batch_key, loss_key = jax.random.split(jax.random.fold_in(state["key"], step))
         batch = task.sample(data, batch_key, tc.batch_size)
         batch = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, batch_sharding), batch)
         (loss, (metrics, rest)), grads = jax.value_and_grad(model_loss, has_aux=True)(
@@ -195,7 +210,7 @@ def run(config: Config | str, workdir: str | Path | None = None, *, overrides=()
         else:
             updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         new = {"params": optax.apply_updates(state["params"], updates), "rest": rest, "opt_state": opt_state,
-               "step": step + 1}
+               "step": step + 1, "key": state["key"]}
         return new, {"loss": loss, **{k: v for k, v in metrics.items() if k != "loss"}}
 
     compiled: dict[Any, Any] = {}  # n -> jitted n-step function; plus compile time and FLOPs per step
