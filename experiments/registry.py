@@ -8,7 +8,8 @@ imports this module and calls the ``register_*`` functions; the runner finds the
 Factories:
   task:      ``factory(cfg, *, key) -> experiments.Task``
   model:     ``factory(cfg, *, task, rngs) -> nnx.Module``
-  optimizer: ``factory(cfg, *, learning_rate, weight_decay) -> optax.GradientTransformation``
+  optimizer: ``factory(cfg, *, learning_rate, weight_decay[, key]) -> optax.GradientTransformation`` (declare
+             ``key`` to get a PRNG key derived from the run's seed)
   hook:      ``fn(ctx: HookContext) -> {name: float}``, called at every evaluation and at the end.
 
 ``cfg`` is an instance of the dataclass given as ``config=`` at registration (its fields are the keys allowed
@@ -20,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.metadata
+import inspect
 import os
 from typing import Any, Callable
 
@@ -106,15 +108,21 @@ def entries(kind: str) -> list[Entry]:
     return [_TABLES[kind][n] for n in sorted(_TABLES[kind])]
 
 
-def build_optimizer(name: str, cfg=None, *, learning_rate, weight_decay: float = 0.0):
+def build_optimizer(name: str, cfg=None, *, learning_rate, weight_decay: float = 0.0, key=None):
     """Build a registered optimizer by name (wrapping optimizers such as ``tunneling`` use this for ``inner``).
 
-    ``cfg`` may be None, a dict of that optimizer's fields, or its config dataclass instance.
+    ``cfg`` may be None, a dict of that optimizer's fields, or its config dataclass instance. ``key`` reaches
+    factories that declare a ``key`` parameter (stochastic optimizers); the runner derives it from the run's seed.
     """
     entry = get("optimizer", name)
     if entry.config is not None and not dataclasses.is_dataclass(cfg):
         cfg = entry.config(**(cfg or {}))
-    return entry.factory(cfg, learning_rate=learning_rate, weight_decay=weight_decay)
+    kwargs = {"learning_rate": learning_rate, "weight_decay": weight_decay}
+    if "key" in inspect.signature(entry.factory).parameters:
+        if key is None:
+            raise ConfigError(f"optimizer {name!r} is stochastic and needs a key; pass key=jax.random.key(seed)")
+        kwargs["key"] = key
+    return entry.factory(cfg, **kwargs)
 
 
 _loaded = False

@@ -71,12 +71,15 @@ def make_schedule(opt, steps: int):
     return optax.warmup_cosine_decay_schedule(0.0, lr, warm, max(steps, warm + 1), end_value=0.0)
 
 
-def build_optimizer(config: Config, steps: int | None = None) -> optax.GradientTransformation:
-    """The optax transformation for ``config.optimizer``: the registered optimizer, its schedule, clipping."""
+def build_optimizer(config: Config, steps: int | None = None, key: jax.Array | None = None):
+    """The optax transformation for ``config.optimizer``: the registered optimizer, its schedule, clipping.
+
+    A factory that takes a ``key`` argument (a stochastic optimizer) gets one derived from the run's seed."""
     opt = config.optimizer
-    entry = registry.get("optimizer", opt.name)
-    tx = entry.factory(config.optimizer_cfg, learning_rate=make_schedule(opt, steps or config.train.steps),
-                       weight_decay=opt.weight_decay)
+    key = jax.random.fold_in(jax.random.key(config.seed), 1000) if key is None else key
+    tx = registry.build_optimizer(opt.name, config.optimizer_cfg, key=key,
+                                  learning_rate=make_schedule(opt, steps or config.train.steps),
+                                  weight_decay=opt.weight_decay)
     if opt.clip_norm:
         tx = optax.chain(optax.clip_by_global_norm(opt.clip_norm), tx)
     return tx
@@ -109,6 +112,19 @@ def _replicate(tree, sharding):
         return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
 
     return jax.tree.map(put, tree)
+
+
+def _unalias(tree):
+    """``tree`` with any buffer that appears in two leaves copied, so the whole tree can be donated."""
+    seen = set()
+
+    def fresh(x):
+        if isinstance(x, jax.Array) and id(x) in seen:
+            return jnp.array(x, copy=True)
+        seen.add(id(x))
+        return x
+
+    return jax.tree.map(fresh, tree)
 
 
 def _progress(total: int, initial: int, quiet: bool):
@@ -180,8 +196,8 @@ def run(config: Config | str, workdir: str | Path | None = None, *, overrides=()
     # The key rides in the state (not baked into the program), so every seed of a sweep compiles to the same
     # executable and the persistent compilation cache serves all but the first.
     state = _replicate({"params": params, "rest": rest, "opt_state": tx.init(params), "step": jnp.int32(0),
-                        "key": train_key},
-                       replicated)
+                        "key": train_key}, replicated)
+    state = _unalias(state)  # donation needs one buffer per leaf; an optimizer state may share one between two
     train_data = _replicate(task.train_data, replicated)
     eval_batches = task.eval_batches(task.eval_data, tc.eval_batch_size)
     if tc.max_eval_batches:

@@ -2,9 +2,9 @@
 
 Optimizers: ``tunneling`` (``quantum_opt.transforms.tunneling.tunneling`` around any registered optimizer named by
 ``inner``; with inner="adam" it is the "QAdam" of the claim), ``sam`` (optax.contrib.sam, counting its extra
-gradient evaluations), ``pgd`` (perturbed gradient descent, Jin et al. 2017). Their random keys come from
-``seed`` folded with a hash of the initial parameters, so each run of a sweep (whose seeds change the model's
-initialisation) draws different jumps while the same seed repeats exactly.
+gradient evaluations), ``pgd`` (perturbed gradient descent, Jin et al. 2017). Their random keys come from the
+runner (derived from the run's seed) folded with the optimizer's own ``seed`` field, so every seed of a sweep draws
+different jumps while the same seed repeats exactly.
 Task: ``landscape`` (double well or Rastrigin, ``quantum_opt.tasks``) with the model ``point``.
 Models: ``quantum_mlp`` / ``classical_twin_mlp`` (``quantum_opt.layers.HybridMLP``) for the runner's ``digits``.
 Hook: ``quantum_opt_jumps`` reports accepted jumps / perturbations found in the optimizer state.
@@ -15,10 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
-from jax.flatten_util import ravel_pytree
 
 from experiments.errors import ConfigError
 from experiments.registry import build_optimizer, register_hook, register_model, register_optimizer, register_task
@@ -29,20 +26,6 @@ from quantum_opt.transforms.tunneling import perturbed, sam, tunneling
 
 def _config_error(section: str, err: ValueError) -> ConfigError:
     return ConfigError(f"{section}.{err}")
-
-
-def _key_per_run(tx, seed: int):
-    """``tx`` whose state key is ``key(seed)`` folded with a hash of the initial parameters."""
-
-    def init(params):
-        state = tx.init(params)
-        flat, _ = ravel_pytree(params)
-        bits = jax.lax.bitcast_convert_type(flat.astype(jnp.float32), jnp.uint32)
-        h = jnp.sum(bits * (jnp.arange(bits.shape[0], dtype=jnp.uint32) + 1), dtype=jnp.uint32)
-        key = jax.random.fold_in(jax.random.key(seed), h)
-        return state._replace(key=jax.random.key_data(key))
-
-    return tx._replace(init=init)
 
 
 @dataclasses.dataclass
@@ -97,16 +80,16 @@ def jumps_hook(ctx) -> dict[str, float]:
 
 @register_optimizer("tunneling", config=TunnelingConfig, hooks=("quantum_opt_jumps",),
                     doc="inner optimizer + plateau jumps picked by a quantum annealing circuit or a classical twin")
-def _tunneling(cfg, *, learning_rate, weight_decay):
-    inner = build_optimizer(cfg.inner, None, learning_rate=learning_rate, weight_decay=weight_decay)
+def _tunneling(cfg, *, learning_rate, weight_decay, key):
+    inner = build_optimizer(cfg.inner, None, learning_rate=learning_rate, weight_decay=weight_decay, key=key)
     try:
         tx = tunneling(inner, sampler=cfg.sampler, rule=cfg.rule, window=cfg.window, threshold=cfg.threshold,
                          n_qubits=cfg.n_qubits, directions=cfg.directions, step_sizes=tuple(cfg.step_sizes),
                          shots=cfg.shots, layers=cfg.layers, total_time=cfg.total_time, accept=cfg.accept,
-                         key=jax.random.key(cfg.seed))
+                         key=jax.random.fold_in(key, cfg.seed))
     except ValueError as err:
         raise _config_error("optimizer", err) from None
-    return _key_per_run(tx, cfg.seed)
+    return tx
 
 
 @register_optimizer("sam", config=SamConfig, doc="optax.contrib.sam (opaque mode) around an inner optimizer")
@@ -120,14 +103,14 @@ def _sam(cfg, *, learning_rate, weight_decay):
 
 @register_optimizer("pgd", config=PgdConfig, hooks=("quantum_opt_jumps",),
                     doc="perturbed gradient descent (Jin et al. 2017) around an inner optimizer")
-def _pgd(cfg, *, learning_rate, weight_decay):
-    inner = build_optimizer(cfg.inner, None, learning_rate=learning_rate, weight_decay=weight_decay)
+def _pgd(cfg, *, learning_rate, weight_decay, key):
+    inner = build_optimizer(cfg.inner, None, learning_rate=learning_rate, weight_decay=weight_decay, key=key)
     try:
         tx = perturbed(inner, radius=cfg.radius, threshold=cfg.threshold, cooldown=cfg.cooldown,
-                         key=jax.random.key(cfg.seed))
+                         key=jax.random.fold_in(key, cfg.seed))
     except ValueError as err:
         raise _config_error("optimizer", err) from None
-    return _key_per_run(tx, cfg.seed)
+    return tx
 
 
 @dataclasses.dataclass

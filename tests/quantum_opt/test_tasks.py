@@ -46,7 +46,9 @@ def test_runner_tunneling_escapes_where_adam_stays(tmp_path):
 
 def test_bad_config():
     with pytest.raises(ConfigError, match="optimizer.sampler"):
-        build_optimizer("tunneling", {"sampler": "grover"}, learning_rate=0.1)
+        build_optimizer("tunneling", {"sampler": "grover"}, learning_rate=0.1, key=jax.random.key(0))
+    with pytest.raises(ConfigError, match="needs a key"):
+        build_optimizer("tunneling", {}, learning_rate=0.1)
     with pytest.raises(ConfigError, match="optimizer.rho"):
         build_optimizer("sam", {"rho": -1.0}, learning_rate=0.1)
     with pytest.raises(ValueError, match="kind"):
