@@ -205,7 +205,7 @@ def run(config: Config | str, workdir: str | Path | None = None, *, overrides=()
     eval_batches = [_replicate(b, replicated) for b in eval_batches]
 
     def model_loss(p, rest, batch, key, train):
-        m = nnx.merge(graphdef, p, rest)
+        m = nnx.merge(graphdef, p, rest, copy=True)  # fresh Variables at this trace level (BatchNorm writes)
         m.train() if train else m.eval()
         loss, metrics = task.loss(m, batch, key, train)
         return loss, (metrics, nnx.split(m, nnx.Param, ...)[2])

@@ -109,3 +109,26 @@ def test_batch_not_divisible_by_devices_is_a_config_error(tmp_path):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     proc = cli("run", QUICKSTART, "train.batch_size=60", "--workdir", tmp_path, env=env)
     assert proc.returncode == 2 and "train.batch_size: 60" in proc.stderr and "multiple of 8" in proc.stderr
+
+
+def test_models_with_batch_statistics_train_and_keep_their_running_averages(tmp_path):
+    import tomllib
+
+    from flax import nnx
+
+    from experiments import registry
+
+    class BatchNormMLP(nnx.Module):
+        def __init__(self, rngs):
+            self.l1, self.bn = nnx.Linear(64, 32, rngs=rngs), nnx.BatchNorm(32, momentum=0.9, rngs=rngs)
+            self.l2 = nnx.Linear(32, 10, rngs=rngs)
+
+        def __call__(self, x):
+            return self.l2(nnx.relu(self.bn(self.l1(x.reshape(x.shape[0], -1)))))
+
+    registry.register_model("batchnorm_mlp_test", lambda cfg, *, task, rngs: BatchNormMLP(rngs))
+    raw = tomllib.loads(QUICKSTART.read_text())
+    raw["model"] = {"name": "batchnorm_mlp_test"}
+    result = experiments.run(experiments.from_dict(raw, ["train.steps=300", "train.eval_every=0"]), tmp_path,
+                             quiet=True)
+    assert result.summary["final"]["accuracy"] > 0.85  # eval mode uses the running averages the steps updated
