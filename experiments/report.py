@@ -58,13 +58,26 @@ def load_runs(dirs) -> list[dict]:
 
 
 def group_runs(runs: list[dict]) -> tuple[list[str], dict[str, list[dict]]]:
+    """Runs grouped by the config fields that differ between them (seed aside). Labels name as few fields as
+    separate the groups (greedily, most varied first) and leave out fields a run doesn't have."""
     keys = sorted({k for r in runs for k in r["flat"]})
     differing = [k for k in keys if k != "seed" and len({json.dumps(r["flat"].get(k)) for r in runs}) > 1]
+
+    def n_groups(ks):
+        return len({tuple(json.dumps(r["flat"].get(k)) for k in ks) for r in runs})
+
+    target, chosen = n_groups(differing), []
+    for k in sorted(differing, key=lambda k: (-len({json.dumps(r["flat"].get(k)) for r in runs}), k)):
+        if n_groups(chosen) == target:
+            break
+        if n_groups(chosen + [k]) > n_groups(chosen):
+            chosen.append(k)
+    chosen = [k for k in differing if k in chosen]
     groups: dict[str, list[dict]] = {}
     for r in runs:
-        label = ", ".join(f"{k}={r['flat'].get(k)}" for k in differing) or "all runs"
+        label = ", ".join(f"{k}={r['flat'].get(k)}" for k in chosen if r["flat"].get(k) is not None) or "all runs"
         groups.setdefault(label, []).append(r)
-    return differing, groups
+    return chosen, groups
 
 
 def _fmt(x: float) -> str:
@@ -81,14 +94,19 @@ def _ci_cell(values) -> str:
     return f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]"
 
 
-def target_table(groups: dict[str, list[dict]]) -> list[str]:
-    """The time-to-target table, when the runs name a target metric."""
+def target_table(groups: dict[str, list[dict]], baseline: str | None = None) -> list[str]:
+    """The time-to-target table, when the runs name a target metric; ratios against the ``baseline`` group (the
+    first group whose label contains that text; the first group by default)."""
     lines, per_group = [], {}
     for label, runs in groups.items():
         if not runs[0]["config"].get("train", {}).get("target_metric"):
             return []
         per_group[label] = [stats.epochs_to_target(r["dir"]) for r in runs]
     first = next(iter(per_group))
+    if baseline:
+        first = next((label for label in per_group if baseline in label), None)
+        if first is None:
+            raise ConfigError(f"--baseline: {baseline!r} matches no group; groups: {', '.join(per_group)}")
     t = groups[first][0]["config"]["train"]
     lines += [f"## Time to target: {t['target_metric']} {'>=' if t.get('target_mode', 'max') == 'max' else '<='} "
               f"{t['target_value']}", "",
@@ -165,7 +183,7 @@ def _plot_scatter(groups, x: str, y: str, path: Path) -> bool:
     return drawn
 
 
-def compare(dirs, out: str | Path, *, scatter=(), metrics=None) -> Path:
+def compare(dirs, out: str | Path, *, scatter=(), metrics=None, baseline: str | None = None) -> Path:
     """Write ``out/report.md`` and PNG plots for the finished runs under ``dirs``; returns the report's path."""
     runs = load_runs(dirs)
     out = Path(out)
@@ -177,7 +195,7 @@ def compare(dirs, out: str | Path, *, scatter=(), metrics=None) -> Path:
     lines = ["# Comparison", "", f"{len(runs)} runs in {len(groups)} groups; grouped by: "
              f"{', '.join(differing) or 'nothing (all runs share one config but the seed)'}.",
              "Cells: mean [95% bootstrap CI] over seeds.", ""]
-    lines += target_table(groups)
+    lines += target_table(groups, baseline)
     lines += ["## Summary", "", "| group | n | " + " | ".join(names[:6]) + " |", "|---|---|" + "---|" * len(names[:6])]
     for label, rs in groups.items():
         lines.append(f"| {label} | {len(rs)} | " + " | ".join(_ci_cell([r["values"].get(m, math.nan) for r in rs])
