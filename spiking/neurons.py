@@ -78,18 +78,22 @@ def _init(init_membrane, inputs):
     return jnp.broadcast_to(jnp.asarray(init_membrane, inputs.dtype), inputs.shape[1:])
 
 
+def _membrane(u, i, r, beta, threshold, reset):
+    """snntorch's discrete membrane update with reset signal ``r`` (computed from the previous membrane)."""
+    if reset == "subtract":
+        return (beta * u + i) - r * threshold
+    if reset == "zero":
+        return beta * ((1 - r) * u) + i
+    return beta * u + i
+
+
 @functools.partial(jax.jit, static_argnums=(3, 4, 5, 7))
 def _lif_scan(inputs, beta, threshold, reset, reset_delay, fire, u0, unroll):
     """Reference implementation: the snntorch step inside ``lax.scan``, differentiated by autodiff."""
 
     def step(u, i):
         r = jax.lax.stop_gradient(fire(u - threshold))
-        if reset == "subtract":
-            u = (beta * u + i) - r * threshold
-        elif reset == "zero":
-            u = beta * ((1 - r) * u) + i
-        else:
-            u = beta * u + i
+        u = _membrane(u, i, r, beta, threshold, reset)
         s = fire(u - threshold)
         out_u = u
         if not reset_delay and reset != "none":
@@ -111,12 +115,7 @@ def _lif_fast(inputs, beta, threshold, u0, reset, fire, unroll):
 def _lif_forward_mems(inputs, beta, threshold, u0, reset, unroll):
     def step(u, i):
         r = (u - threshold > 0).astype(u.dtype)
-        if reset == "subtract":
-            u = (beta * u + i) - r * threshold
-        elif reset == "zero":
-            u = beta * ((1 - r) * u) + i
-        else:
-            u = beta * u + i
+        u = _membrane(u, i, r, beta, threshold, reset)
         return u, u
 
     _, mems = jax.lax.scan(step, u0, inputs, unroll=unroll)
@@ -257,12 +256,7 @@ def alif(inputs: jax.Array, *, beta: Any, threshold: Any = 1.0, rho: Any = 0.95,
         u, a, thr_prev = carry
         r = jax.lax.stop_gradient(fire(u - thr_prev))
         thr = threshold + adapt * a
-        if reset == "subtract":
-            u = (beta * u + i) - r * thr_prev
-        elif reset == "zero":
-            u = beta * ((1 - r) * u) + i
-        else:
-            u = beta * u + i
+        u = _membrane(u, i, r, beta, thr_prev, reset)
         s = fire(u - thr)
         a = rho * a + (1 - rho) * s
         return (u, a, thr), (s, u)
