@@ -43,7 +43,7 @@ import numpy as np
 from experiments import stats
 from experiments.config import apply_overrides, read_file, validate
 from experiments.errors import ConfigError
-from experiments.report import _fmt, compare
+from experiments.report import _fmt, compare, load_runs
 from experiments.sweep import expand
 
 SIZES = ("smoke", "cpu", "gpu")
@@ -204,17 +204,12 @@ def _shown(path: Path) -> str:
 
 
 def _load_runs(claim_runs) -> list[dict]:
-    from experiments.report import _flatten
-
-    out = []
-    for variant, rundir in claim_runs:
-        summary = json.loads((rundir / "summary.json").read_text())
-        config = json.loads((rundir / "config.json").read_text())
-        values = {k: v for k, v in summary.get("final", {}).items() if isinstance(v, (int, float))}
-        values.update({k: v for k, v in summary.items() if isinstance(v, (int, float))})
-        out.append({"variant": variant, "dir": rundir, "flat": _flatten(config), "values": values,
-                    "summary": summary})
-    return out
+    """The finished runs (``experiments.report.load_runs``), each tagged with the variant it belongs to."""
+    variant_of = {Path(d): v for v, d in claim_runs}
+    runs = load_runs(list(variant_of))
+    for r in runs:
+        r["variant"] = variant_of[Path(r["dir"])]
+    return runs
 
 
 def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, out: Path) -> list[str]:

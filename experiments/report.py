@@ -53,7 +53,7 @@ def load_runs(dirs) -> list[dict]:
         values = {k: v for k, v in summary.get("final", {}).items() if isinstance(v, (int, float))}
         values.update({k: summary[k] for k in SUMMARY_FIELDS if isinstance(summary.get(k), (int, float))})
         runs.append({"dir": d, "config": config, "flat": _flatten({k: v for k, v in config.items() if k != "sweep"}),
-                     "values": values})
+                     "values": values, "summary": summary})
     return runs
 
 
