@@ -23,8 +23,8 @@ def test_sweep_runs_each_config_in_its_folder_skips_complete_runs_and_compares(t
     first = cli("sweep", cfg, "--workdir", out, "--quiet")
     assert first.returncode == 0, first.stderr
     dirs = sorted(p.name for p in out.iterdir())
-    assert dirs == ["model.hidden=-8-__seed=0", "model.hidden=-8-__seed=1", "model.hidden=-32-__seed=0",
-                    "model.hidden=-32-__seed=1"] or len(dirs) == 4
+    assert dirs == ["model.hidden=32__seed=0", "model.hidden=32__seed=1", "model.hidden=8__seed=0",
+                    "model.hidden=8__seed=1"]
     stamp = {d: (out / d / "summary.json").stat().st_mtime_ns for d in dirs}
     (out / dirs[0] / "summary.json").unlink()  # an interrupted sweep: one run not complete
     again = cli("sweep", cfg, "--workdir", out, "--quiet")
