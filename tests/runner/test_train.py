@@ -132,3 +132,16 @@ def test_models_with_batch_statistics_train_and_keep_their_running_averages(tmp_
     result = experiments.run(experiments.from_dict(raw, ["train.steps=300", "train.eval_every=0"]), tmp_path,
                              quiet=True)
     assert result.summary["final"]["accuracy"] > 0.85  # eval mode uses the running averages the steps updated
+
+
+def test_progress_bar_only_in_a_terminal_or_notebook_and_not_when_quiet(monkeypatch):
+    from experiments.train import _progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    assert _progress(10, 0, quiet=False) is None  # piped output: no bar
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    bar = _progress(10, 3, quiet=False)
+    assert bar is not None and bar.total == 10 and bar.n == 3
+    bar.close()
+    assert _progress(10, 0, quiet=True) is None  # --quiet wins
