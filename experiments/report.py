@@ -59,7 +59,8 @@ def load_runs(dirs) -> list[dict]:
 
 def group_runs(runs: list[dict]) -> tuple[list[str], dict[str, list[dict]]]:
     """Runs grouped by the config fields that differ between them (seed aside). Labels name as few fields as
-    separate the groups (greedily, most varied first) and leave out fields a run doesn't have."""
+    separate the groups (greedily, most varied first, a ``name`` field before others) and leave out fields a run
+    doesn't have."""
     keys = sorted({k for r in runs for k in r["flat"]})
     differing = [k for k in keys if k != "seed" and len({json.dumps(r["flat"].get(k)) for r in runs}) > 1]
 
@@ -67,7 +68,8 @@ def group_runs(runs: list[dict]) -> tuple[list[str], dict[str, list[dict]]]:
         return len({tuple(json.dumps(r["flat"].get(k)) for k in ks) for r in runs})
 
     target, chosen = n_groups(differing), []
-    for k in sorted(differing, key=lambda k: (-len({json.dumps(r["flat"].get(k)) for r in runs}), k)):
+    for k in sorted(differing, key=lambda k: (-len({json.dumps(r["flat"].get(k)) for r in runs}),
+                                         not k.endswith(".name"), k)):
         if n_groups(chosen) == target:
             break
         if n_groups(chosen + [k]) > n_groups(chosen):
