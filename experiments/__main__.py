@@ -58,7 +58,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="output folder (default runs/claims-SIZE); finished runs in it are reused")
     p.add_argument("--only", action="append", help="run only this claim (file stem); repeatable")
     p.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides += extra  # overrides written after an option (`--workdir DIR key=value`)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return _dispatch(args)
     except ConfigError as err:

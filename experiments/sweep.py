@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import re
 from pathlib import Path
 
@@ -71,6 +72,17 @@ def plan(path: str | Path, overrides=()) -> list[tuple[str, Config]]:
     return out
 
 
+def finished(rundir: Path, config: Config) -> bool:
+    """Whether ``rundir`` holds a finished run of ``config`` (then it is reused). A finished run of another config
+    is an error: reusing it would report numbers the config did not produce."""
+    if not (rundir / "summary.json").exists():
+        return False
+    if json.loads((rundir / "config.json").read_text()) != config.to_dict():
+        raise ConfigError(f"{str(rundir)!r} holds a finished run of a different config; use another --workdir/--out "
+                          "or move that folder away")
+    return True
+
+
 def run_sweep(path: str | Path, workdir: str | Path, overrides=(), *, quiet: bool = False, log=print) -> list:
     """Run every incomplete run of the sweep in ``workdir/<run name>``; returns the run directories."""
     from experiments.train import run
@@ -81,7 +93,7 @@ def run_sweep(path: str | Path, workdir: str | Path, overrides=(), *, quiet: boo
     for i, (name, config) in enumerate(runs, 1):
         rundir = workdir / name
         dirs.append(rundir)
-        if (rundir / "summary.json").exists():
+        if finished(rundir, config):
             log(f"[{i}/{len(runs)}] {name}: complete, skipped")
             continue
         log(f"[{i}/{len(runs)}] {name}")

@@ -30,6 +30,9 @@ def test_sweep_runs_each_config_in_its_folder_skips_complete_runs_and_compares(t
     again = cli("sweep", cfg, "--workdir", out, "--quiet")
     assert again.returncode == 0 and again.stdout.count("complete, skipped") == 3
     assert all((out / d / "summary.json").stat().st_mtime_ns == stamp[d] for d in dirs[1:])
+    changed = cli("sweep", cfg, "--workdir", out, "--quiet", "optimizer.learning_rate=0.5")  # same names, other runs
+    assert changed.returncode == 2 and "holds a finished run of a different config" in changed.stderr
+    assert all((out / d / "summary.json").stat().st_mtime_ns == stamp[d] for d in dirs[1:])
 
     rep = cli("compare", out, "--out", tmp_path / "report")
     assert rep.returncode == 0, rep.stderr
