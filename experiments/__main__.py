@@ -57,6 +57,7 @@ def main(argv=None) -> int:
     p.add_argument("--size", default="smoke", help="smoke (minutes, CPU) | cpu (<= 2 h on 2 cores) | gpu (full)")
     p.add_argument("--out", help="output folder (default runs/claims-SIZE); finished runs in it are reused")
     p.add_argument("--only", action="append", help="run only this claim (file stem); repeatable")
+    p.add_argument("--publish", metavar="DIR", help="also copy REPORT.md and its plots to DIR (e.g. experiments/)")
     p.add_argument("--quiet", action="store_true")
     args, extra = parser.parse_known_args(argv)
     if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
@@ -87,9 +88,10 @@ def _dispatch(args) -> int:
                 print(f"{kind:<9} {e.name:<22} {e.doc}")
         return 0
     if args.command == "claims":
-        from experiments.claims import run_claims
+        from experiments.claims import publish, run_claims
 
-        print(run_claims(args.size, args.out or f"runs/claims-{args.size}", args.only, quiet=args.quiet))
+        report = run_claims(args.size, args.out or f"runs/claims-{args.size}", args.only, quiet=args.quiet)
+        print(publish(report, args.publish) if args.publish else report)
         return 0
     if args.command == "compare":
         from experiments.report import compare

@@ -35,6 +35,7 @@ import copy
 import dataclasses
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -294,3 +295,22 @@ def run_claims(size: str = "smoke", out: str | Path = "runs/claims", only=None, 
     report = out / "REPORT.md"
     report.write_text("\n".join(lines))
     return report
+
+
+def publish(report: str | Path, dest: str | Path) -> Path:
+    """Copy ``REPORT.md`` and the plots it shows to ``dest`` (plots under ``dest/claims_figures/``, links rewritten),
+    so a finished report can be checked in away from its runs; returns the new report's path."""
+    report, dest = Path(report), Path(dest)
+    figures = dest / "claims_figures"
+    text = report.read_text()
+
+    def move(match):
+        src = report.parent / match.group(2)
+        target = figures / match.group(2).replace("/report/", "/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, target)
+        return f"![{match.group(1)}]({target.relative_to(dest).as_posix()})"
+
+    out = dest / "REPORT.md"
+    out.write_text(re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", move, text))
+    return out

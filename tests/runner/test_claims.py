@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from experiments import ConfigError
-from experiments.claims import all_claims, judge, load_claim, plan, verdict
+from experiments.claims import all_claims, judge, load_claim, plan, publish, verdict
 
 from .helpers import REPO, cli
 
@@ -33,6 +33,12 @@ def test_smoke_suite_writes_one_section_per_claim_with_a_verdict(smoke):
     assert re.search(r"!\[[^\]]+\]\([^)]+\.png\)", text)  # plots linked
     for link in re.findall(r"!\[[^\]]+\]\(([^)]+)\)", text):
         assert (smoke / link).exists()
+
+
+def test_published_report_carries_its_plots(smoke, tmp_path):
+    published = publish(smoke / "REPORT.md", tmp_path / "pub")
+    links = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", published.read_text())
+    assert links and all(link.startswith("claims_figures/") and (tmp_path / "pub" / link).exists() for link in links)
 
 
 def test_claims_notebook_renders_the_report_and_relaunches_reusing_runs(smoke):
