@@ -5,28 +5,32 @@ Circuits (``circuits``): ansätze as jittable QNodes (Kandala et al. 2017; Schul
 2020). Transformations (``transforms``): quantum natural gradient (Stokes et al. 2020), SPSA (Spall 1998).
 """
 
-from quantum_opt.circuits import (
-    ANSATZE,
-    DEVICES,
-    Circuit,
-    hardware_efficient,
-    make_circuit,
-    param_shape,
-    reuploading,
-    strongly_entangling,
-    time_compile_and_run,
-)
-from quantum_opt.metric import (
-    block_diagonal_metric,
-    block_ids,
-    fubini_study_metric,
-    metric_fn,
-    quantum_geometric_tensor,
-    state_jacobian,
-)
-from quantum_opt.transforms import qng, spsa
-from quantum_opt.transforms import perturbed, sam, tunneling
-from quantum_opt.layers import ClassicalTwinLayer, HybridMLP, QuantumLayer
+import importlib
+
+# Names are imported on first use (PEP 562), so importing the package, or its runner glue, does not import PennyLane
+# (about 3 s) until a circuit is actually needed.
+_HOME = {
+    "quantum_opt.circuits": ("ANSATZE", "DEVICES", "Circuit", "hardware_efficient", "make_circuit", "param_shape",
+                             "reuploading", "strongly_entangling", "time_compile_and_run"),
+    "quantum_opt.metric": ("block_diagonal_metric", "block_ids", "fubini_study_metric", "metric_fn",
+                           "quantum_geometric_tensor", "state_jacobian"),
+    "quantum_opt.transforms": ("qng", "spsa", "perturbed", "sam", "tunneling"),
+    "quantum_opt.layers": ("ClassicalTwinLayer", "HybridMLP", "QuantumLayer"),
+}
+_MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
+
+
+def __getattr__(name):
+    if name in _MODULE_OF:
+        value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'quantum_opt' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_MODULE_OF))
+
 
 __all__ = [
     "ANSATZE",

@@ -20,8 +20,10 @@ import numpy as np
 from experiments.errors import ConfigError
 from experiments.registry import build_optimizer, register_hook, register_model, register_optimizer, register_task
 from experiments.task import Task
-from quantum_opt import layers, tasks
-from quantum_opt.transforms.tunneling import perturbed, sam, tunneling
+from quantum_opt import tasks
+
+# quantum_opt.layers and quantum_opt.transforms import PennyLane (about 3 s), so the factories import them when a
+# config asks for them, not when the runner loads its plugins.
 
 
 def _config_error(section: str, err: ValueError) -> ConfigError:
@@ -81,6 +83,8 @@ def jumps_hook(ctx) -> dict[str, float]:
 @register_optimizer("tunneling", config=TunnelingConfig, hooks=("quantum_opt_jumps",),
                     doc="inner optimizer + plateau jumps picked by a quantum annealing circuit or a classical twin")
 def _tunneling(cfg, *, learning_rate, weight_decay, key):
+    from quantum_opt.transforms.tunneling import tunneling
+
     inner = build_optimizer(cfg.inner, None, learning_rate=learning_rate, weight_decay=weight_decay, key=key)
     try:
         tx = tunneling(inner, sampler=cfg.sampler, rule=cfg.rule, window=cfg.window, threshold=cfg.threshold,
@@ -94,6 +98,8 @@ def _tunneling(cfg, *, learning_rate, weight_decay, key):
 
 @register_optimizer("sam", config=SamConfig, doc="optax.contrib.sam (opaque mode) around an inner optimizer")
 def _sam(cfg, *, learning_rate, weight_decay):
+    from quantum_opt.transforms.tunneling import sam
+
     inner = build_optimizer(cfg.inner, None, learning_rate=learning_rate, weight_decay=weight_decay)
     try:
         return sam(inner, rho=cfg.rho, sync_period=cfg.sync_period)
@@ -104,6 +110,8 @@ def _sam(cfg, *, learning_rate, weight_decay):
 @register_optimizer("pgd", config=PgdConfig, hooks=("quantum_opt_jumps",),
                     doc="perturbed gradient descent (Jin et al. 2017) around an inner optimizer")
 def _pgd(cfg, *, learning_rate, weight_decay, key):
+    from quantum_opt.transforms.tunneling import perturbed
+
     inner = build_optimizer(cfg.inner, None, learning_rate=learning_rate, weight_decay=weight_decay, key=key)
     try:
         tx = perturbed(inner, radius=cfg.radius, threshold=cfg.threshold, cooldown=cfg.cooldown,
@@ -156,6 +164,8 @@ class HybridConfig:
 
 def _hybrid(kind):
     def factory(cfg, *, task, rngs):
+        from quantum_opt import layers
+
         if "input_shape" not in task.spec or "num_classes" not in task.spec:
             raise ConfigError(f"model.name: needs a classification task (input_shape, num_classes); got {task.name!r}")
         try:
