@@ -326,12 +326,13 @@ def run(config: Config | str, workdir: str | Path | None = None, *, overrides=()
             state, out, fresh = call(n, state)  # asynchronous: the host goes on while the device works
             pending.append((step, n, out))
             step += n
-            if step % tc.log_every == 0 or step == tc.steps:
-                flush()
+            due_eval = bool(tc.eval_every) and step % tc.eval_every == 0 and step < tc.steps
+            due_ckpt = bool(tc.checkpoint_every) and step % tc.checkpoint_every == 0
+            if step % tc.log_every == 0 or step == tc.steps or due_eval or due_ckpt:
+                flush()  # waits for the device inside the timed region, so evaluation is not charged for training
             if not fresh:
                 train_time += time.perf_counter() - t0
-            if tc.eval_every and step % tc.eval_every == 0 and step < tc.steps:
-                flush()
+            if due_eval:
                 result = evaluate(state, step)
                 writer.write({"step": step, "split": "eval", "epoch": epoch_of(step),
                               "wall_time": time.time() - t_start, **result})
@@ -339,8 +340,7 @@ def run(config: Config | str, workdir: str | Path | None = None, *, overrides=()
                     reached_at = step
                     if tc.stop_at_target:
                         break
-            if tc.checkpoint_every and step % tc.checkpoint_every == 0:
-                flush()
+            if due_ckpt:
                 ckpt.save(step, state)
         flush()
     finally:
