@@ -96,30 +96,39 @@ def _ci_cell(values) -> str:
     return f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]"
 
 
+def _matching_baseline(label: str, groups: dict[str, list[dict]], bases: list[str]) -> str:
+    """The baseline group that shares the most config values with ``label``'s group (the first on a tie), so in a
+    grid sweep each group is compared with the baseline at the same grid point (the same task, size, ...)."""
+    mine = {k: json.dumps(v) for k, v in groups[label][0]["flat"].items() if k != "seed"}
+    return max(bases, key=lambda b: sum(mine.get(k) == json.dumps(v) for k, v in groups[b][0]["flat"].items()))
+
+
 def target_table(groups: dict[str, list[dict]], baseline: str | None = None) -> list[str]:
-    """The time-to-target table, when the runs name a target metric; ratios against the ``baseline`` group (the
-    first group whose label contains that text; the first group by default)."""
+    """The time-to-target table, when the runs name a target metric; ratios against the ``baseline`` groups (those
+    whose label contains that text; the first group by default), each group against the baseline group at its own
+    grid point."""
     lines, per_group = [], {}
     for label, runs in groups.items():
         if not runs[0]["config"].get("train", {}).get("target_metric"):
             return []
         per_group[label] = [stats.epochs_to_target(r["dir"]) for r in runs]
-    first = next(iter(per_group))
+    bases = [next(iter(per_group))]
     if baseline:
-        first = next((label for label in per_group if baseline in label), None)
-        if first is None:
+        bases = [label for label in per_group if baseline in label]
+        if not bases:
             raise ConfigError(f"--baseline: {baseline!r} matches no group; groups: {', '.join(per_group)}")
-    t = groups[first][0]["config"]["train"]
+    t = groups[bases[0]][0]["config"]["train"]
+    against = f"`{bases[0]}`" if len(bases) == 1 else f"the `{baseline}` group with the same other settings"
     lines += [f"## Time to target: {t['target_metric']} {'>=' if t.get('target_mode', 'max') == 'max' else '<='} "
               f"{t['target_value']}", "",
               "Median over seeds with 95% bootstrap CI; censored runs (target never reached) count as never. "
-              f"Ratio: this group's median steps over the median of `{first}`.", "",
+              f"Ratio: this group's median steps over the median of {against}.", "",
               "| group | n | censored | steps | epochs | forward evals | backward evals | circuit evals | "
               "steps ratio |", "|---|---|---|---|---|---|---|---|---|"]
-    base = [r["step"] for r in per_group[first]]
     for label, rows in per_group.items():
         cells = [_ci_cell_median([r[k] for r in rows]) for k in ("step", "epoch", "forward_evals", "backward_evals",
                                                                "circuit_evals")]
+        base = [r["step"] for r in per_group[_matching_baseline(label, groups, bases)]]
         ratio = stats.ratio_ci([r["step"] for r in rows], base)
         lines.append(f"| {label} | {len(rows)} | {sum(r['censored'] for r in rows)} | " + " | ".join(cells)
                      + f" | {_fmt(ratio[0])} [{_fmt(ratio[1])}, {_fmt(ratio[2])}] |")

@@ -76,3 +76,15 @@ def test_time_to_target_censoring_and_ratio():
     ratio, lo, hi = stats.ratio_ci(fast, slow)
     assert ratio == np.median(fast) / np.median(slow) and lo <= ratio <= hi < 1
     assert stats.ratio_ci([math.inf] * 3, fast)[0] == math.inf  # all censored: never
+
+
+def test_baseline_ratio_is_taken_at_the_same_grid_point():
+    from experiments.report import _matching_baseline
+
+    def group(opt, kind):
+        return [{"flat": {"optimizer.name": opt, "data.kind": kind, "seed": 0}}]
+
+    groups = {f"{o}, {k}": group(o, k) for o in ("adam", "argmin") for k in ("double_well", "rastrigin")}
+    bases = ["argmin, double_well", "argmin, rastrigin"]
+    assert _matching_baseline("adam, rastrigin", groups, bases) == "argmin, rastrigin"
+    assert _matching_baseline("adam, double_well", groups, bases) == "argmin, double_well"
