@@ -204,6 +204,18 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+def _made(runs: list[dict]) -> str:
+    """When the runs finished (their summaries' times, UTC), so reused runs are visible as such."""
+    import datetime as dt
+
+    times = sorted((Path(r["dir"]) / "summary.json").stat().st_mtime for r in runs)
+    if not times:
+        return ""
+    first, last = (dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+                   for t in (times[0], times[-1]))
+    return f", finished {first}" + ("" if first == last else f" to {last}") + " UTC"
+
+
 def _load_runs(claim_runs) -> list[dict]:
     """The finished runs (``experiments.report.load_runs``), each tagged with the variant it belongs to."""
     variant_of = {Path(d): v for v, d in claim_runs}
@@ -218,7 +230,8 @@ def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, o
     lines = [f"## Claim {claim.id}: {claim.title}", "", f"**Claim.** {claim.statement}", "",
              f"**Source figure.** {claim.source}", "",
              f"**Experiment.** `{_shown(claim.experiment)}` at size `{size}`; "
-             f"{len(runs)} runs; reproduce: `python -m experiments claims --size {size} --only {claim.path.stem}`.", ""]
+             f"{len(runs)} runs{_made(runs)}; reproduce: `python -m experiments claims --size {size} --only "
+             f"{claim.path.stem}`.", ""]
     groups: dict[str, list[dict]] = {}
     grid_keys = sorted({k for r in runs for k in r["flat"] if k != "seed"
                         and len({json.dumps(x["flat"].get(k)) for x in runs if x["variant"] == r["variant"]}) > 1})
