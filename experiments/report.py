@@ -140,6 +140,12 @@ def _ci_cell_median(values) -> str:
     return f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]"
 
 
+def _legend(label: str) -> str:
+    """A group label for a plot legend: each field by its last name part (``model.timesteps`` -> ``timesteps``)."""
+    return ", ".join(part.split("=", 1)[0].rsplit(".", 1)[-1] + "=" + part.split("=", 1)[1] if "=" in part else part
+                     for part in label.split(", "))[:80]
+
+
 def _plot_curves(groups, metric: str, split: str, path: Path) -> bool:
     import matplotlib
 
@@ -158,8 +164,11 @@ def _plot_curves(groups, metric: str, split: str, path: Path) -> bool:
             steps = sorted(curves)
             mean = np.array([np.mean(curves[s]) for s in steps])
             std = np.array([np.std(curves[s]) for s in steps])
-            ax.plot(steps, mean, label=label[:60])
-            ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+            if len(steps) == 1:  # evaluated only at the end: a point with its spread, not an invisible line
+                ax.errorbar(steps, mean, yerr=std, fmt="o", capsize=3, label=_legend(label))
+            else:
+                ax.plot(steps, mean, label=_legend(label))
+                ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
             drawn = True
     if drawn:
         ax.set(xlabel="step", ylabel=f"{split} {metric}", title=f"{split} {metric} (mean ± sd over seeds)")
@@ -183,7 +192,7 @@ def _plot_scatter(groups, x: str, y: str, path: Path) -> bool:
         ys = [r["values"][y] for r in runs if x in r["values"] and y in r["values"]]
         if xs:
             ax.errorbar(np.mean(xs), np.mean(ys), xerr=np.std(xs), yerr=np.std(ys), fmt="o", capsize=3,
-                        label=label[:60])
+                        label=_legend(label))
             drawn = True
     if drawn:
         ax.set(xlabel=x, ylabel=y, title=f"{y} against {x} (mean ± sd over seeds)")
