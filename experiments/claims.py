@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime as dt
 import json
 import math
 import re
@@ -206,8 +207,6 @@ def _shown(path: Path) -> str:
 
 def _made(runs: list[dict]) -> str:
     """When the runs finished (their summaries' times, UTC), so reused runs are visible as such."""
-    import datetime as dt
-
     times = sorted((Path(r["dir"]) / "summary.json").stat().st_mtime for r in runs)
     if not times:
         return ""

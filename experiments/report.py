@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -141,9 +142,9 @@ def _ci_cell_median(values) -> str:
 
 
 def _legend(label: str) -> str:
-    """A group label for a plot legend: each field by its last name part (``model.timesteps`` -> ``timesteps``)."""
-    return ", ".join(part.split("=", 1)[0].rsplit(".", 1)[-1] + "=" + part.split("=", 1)[1] if "=" in part else part
-                     for part in label.split(", "))[:80]
+    """A group label for a plot legend: each field by its last name part (``model.timesteps=1`` ->
+    ``timesteps=1``); values such as ``[8, 16]`` are left whole."""
+    return re.sub(r"(?:(?<=^)|(?<=, ))[\w.]*\.(?=\w+=)", "", label)[:80]
 
 
 def _plot_curves(groups, metric: str, split: str, path: Path) -> bool:
