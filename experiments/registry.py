@@ -8,8 +8,8 @@ imports this module and calls the ``register_*`` functions; the runner finds the
 Factories:
   task:      ``factory(cfg, *, key) -> experiments.Task``
   model:     ``factory(cfg, *, task, rngs) -> nnx.Module``
-  optimizer: ``factory(cfg, *, learning_rate, weight_decay[, key]) -> optax.GradientTransformation`` (declare
-             ``key`` to get a PRNG key derived from the run's seed)
+  optimizer: ``factory(cfg, *, learning_rate, weight_decay[, key][, model]) -> optax.GradientTransformation``
+             (declare ``key`` to get a PRNG key derived from the run's seed, ``model`` to get the NNX model)
   hook:      ``fn(ctx: HookContext) -> {name: float}``, called at every evaluation and at the end.
 
 ``cfg`` is an instance of the dataclass given as ``config=`` at registration (its fields are the keys allowed
@@ -108,11 +108,13 @@ def entries(kind: str) -> list[Entry]:
     return [_TABLES[kind][n] for n in sorted(_TABLES[kind])]
 
 
-def build_optimizer(name: str, cfg=None, *, learning_rate, weight_decay: float = 0.0, key=None):
+def build_optimizer(name: str, cfg=None, *, learning_rate, weight_decay: float = 0.0, key=None, model=None):
     """Build a registered optimizer by name (wrapping optimizers such as ``tunneling`` use this for ``inner``).
 
     ``cfg`` may be None, a dict of that optimizer's fields, or its config dataclass instance. ``key`` reaches
     factories that declare a ``key`` parameter (stochastic optimizers); the runner derives it from the run's seed.
+    ``model`` (the NNX model being trained) reaches factories that declare a ``model`` parameter: an optimizer that
+    needs something from the model (a layer's metric, a label tree of which parameters it owns) asks for it.
     """
     entry = get("optimizer", name)
     if entry.config is not None and not dataclasses.is_dataclass(cfg):
@@ -122,6 +124,10 @@ def build_optimizer(name: str, cfg=None, *, learning_rate, weight_decay: float =
         if key is None:
             raise ConfigError(f"optimizer {name!r} is stochastic and needs a key; pass key=jax.random.key(seed)")
         kwargs["key"] = key
+    if "model" in inspect.signature(entry.factory).parameters:
+        if model is None:
+            raise ConfigError(f"optimizer {name!r} needs the model it trains; pass model=...")
+        kwargs["model"] = model
     return entry.factory(cfg, **kwargs)
 
 

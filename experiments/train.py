@@ -29,6 +29,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from experiments import metrics as M
 from experiments import registry
 from experiments.checkpoint import Checkpointer
+from experiments.distributed import setup_distributed
 from experiments.config import Config, load_config
 from experiments.errors import ConfigError, TrainingDiverged
 
@@ -71,7 +72,7 @@ def make_schedule(opt, steps: int):
     return optax.warmup_cosine_decay_schedule(0.0, lr, warm, max(steps, warm + 1), end_value=0.0)
 
 
-def build_optimizer(config: Config, steps: int | None = None, key: jax.Array | None = None):
+def build_optimizer(config: Config, steps: int | None = None, key: jax.Array | None = None, model=None):
     """The optax transformation for ``config.optimizer``: the registered optimizer, its schedule, clipping.
 
     A factory that takes a ``key`` argument (a stochastic optimizer) gets one derived from the run's seed."""
@@ -79,7 +80,7 @@ def build_optimizer(config: Config, steps: int | None = None, key: jax.Array | N
     key = jax.random.fold_in(jax.random.key(config.seed), 1000) if key is None else key
     tx = registry.build_optimizer(opt.name, config.optimizer_cfg, key=key,
                                   learning_rate=make_schedule(opt, steps or config.train.steps),
-                                  weight_decay=opt.weight_decay)
+                                  weight_decay=opt.weight_decay, model=model)
     if opt.clip_norm:
         tx = optax.chain(optax.clip_by_global_norm(opt.clip_norm), tx)
     return tx
@@ -94,13 +95,6 @@ def enable_compilation_cache() -> None:
     path = os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.expanduser("~/.cache/beyondscale/jax")
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-
-
-def setup_distributed() -> None:
-    """``jax.distributed.initialize()`` when the environment asks for multi-host (see the README)."""
-    wanted = os.environ.get("BEYONDSCALE_DISTRIBUTED") == "1" or "JAX_COORDINATOR_ADDRESS" in os.environ
-    if wanted and not jax.distributed.is_initialized():
-        jax.distributed.initialize()
 
 
 def _replicate(tree, sharding):
@@ -191,7 +185,7 @@ def run(config: Config | str, workdir: str | Path | None = None, *, overrides=()
     model = registry.get("model", config.model.name).factory(config.model.cfg, task=task,
                                                              rngs=nnx.Rngs(model_key))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = build_optimizer(config)
+    tx = build_optimizer(config, model=model)
     extra_args = isinstance(tx, optax.GradientTransformationExtraArgs)
     # The key rides in the state (not baked into the program), so every seed of a sweep compiles to the same
     # executable and the persistent compilation cache serves all but the first.
