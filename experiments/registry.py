@@ -11,6 +11,9 @@ Factories:
   optimizer: ``factory(cfg, *, learning_rate, weight_decay[, key][, model]) -> optax.GradientTransformation``
              (declare ``key`` to get a PRNG key derived from the run's seed, ``model`` to get the NNX model)
   hook:      ``fn(ctx: HookContext) -> {name: float}``, called at every evaluation and at the end.
+  transform: ``fn(cfg, model, task, *, key) -> nnx.Module``, a post-training stage (pruning, quantisation...):
+             returns a transformed copy of the trained model, never changes ``model`` in place. Configs list
+             stages as ``[[post]]`` tables (``name`` + the transform's fields; a list value is a grid).
 
 ``cfg`` is an instance of the dataclass given as ``config=`` at registration (its fields are the keys allowed
 in the config file's section, typed and validated by ``experiments.config``), or ``None`` when none was given.
@@ -55,7 +58,7 @@ class HookContext:
     final: bool = False
 
 
-_TABLES: dict[str, dict[str, Entry]] = {"model": {}, "task": {}, "optimizer": {}, "hook": {}}
+_TABLES: dict[str, dict[str, Entry]] = {"model": {}, "task": {}, "optimizer": {}, "hook": {}, "transform": {}}
 
 
 def _register(kind: str, name: str, factory, config, hooks, doc):
@@ -88,12 +91,18 @@ def register_hook(name: str, fn=None, *, doc: str | None = None):
     return _register("hook", name, fn, None, (), doc)
 
 
+def register_transform(name: str, fn=None, *, config: type | None = None, hooks=(), doc: str | None = None):
+    """Register a post-training transform ``fn(cfg, model, task, *, key) -> model`` (a transformed copy)."""
+    return _register("transform", name, fn, config, hooks, doc)
+
+
 def get(kind: str, name: str) -> Entry:
     """The entry ``name`` of ``kind`` ('model', 'task', 'optimizer', 'hook'), or a ConfigError naming the choices."""
     load_plugins()
     table = _TABLES[kind]
     if name not in table:
-        key = {"task": "data.name", "model": "model.name", "optimizer": "optimizer.name"}.get(kind, "hooks")
+        key = {"task": "data.name", "model": "model.name", "optimizer": "optimizer.name",
+               "transform": "post.name"}.get(kind, "hooks")
         raise ConfigError(f"{key}: unknown {kind} {name!r}; registered: {', '.join(sorted(table)) or 'none'}")
     return table[name]
 
