@@ -1,4 +1,4 @@
-"""The command line: ``python -m experiments {run,sweep,compare,list,claims} ...`` (also the ``beyondscale`` script).
+"""The command line: ``python -m experiments {run,sweep,evaluate,compare,list,claims} ...`` (also the ``beyondscale`` script).
 
 Bad input (a config key, value, file or name) prints one line and exits 2; a diverged run exits 1.
 """
@@ -47,6 +47,9 @@ def main(argv=None) -> int:
     p.add_argument("--workdir")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    p = sub.add_parser("evaluate", help="rerun post-training stages on a finished run (its config's, or post=...)")
+    p.add_argument("run_dir")
+    p.add_argument("overrides", nargs="*", help="post='[{name=\"prune\", sparsity=[0.5, 0.9]}]'")
     p = sub.add_parser("compare", help="report.md + plots from finished runs or sweep folders")
     p.add_argument("dirs", nargs="+")
     p.add_argument("--out")
@@ -92,6 +95,14 @@ def _dispatch(args) -> int:
 
         report = run_claims(args.size, args.out or f"runs/claims-{args.size}", args.only, quiet=args.quiet)
         print(publish(report, args.publish) if args.publish else report)
+        return 0
+    if args.command == "evaluate":
+        from experiments.report import _fmt
+        from experiments.runs import evaluate_run
+
+        for r in evaluate_run(args.run_dir, args.overrides):
+            metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in r["metrics"].items() if isinstance(v, (int, float)))
+            print(f"{r['label']}: {metrics}")
         return 0
     if args.command == "compare":
         from experiments.report import compare

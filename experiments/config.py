@@ -10,6 +10,7 @@ command that runs it and the expected result. Layout::
     [optimizer]             # ``name``, learning_rate, schedule, warmup_steps, clip_norm, weight_decay + its fields
     [train]                 # TrainConfig below
     [sweep]                 # seeds, grid (dotted key → values), variants (name → overrides)
+    [[post]]                # post-training stages: ``name`` + the transform's fields (a list is a grid)
 
 Every bad key, type or value raises ``ConfigError`` with one line naming the dotted key, the bad value and what is
 allowed. ``__post_init__`` of a registered dataclass may raise ``ValueError``; it is reported the same way.
@@ -30,7 +31,7 @@ from experiments import registry
 from experiments.errors import ConfigError
 
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "linear")
-TOP_KEYS = ("seed", "hooks", "data", "model", "optimizer", "train", "sweep")
+TOP_KEYS = ("seed", "hooks", "data", "model", "optimizer", "train", "sweep", "post")
 
 
 @dataclasses.dataclass
@@ -104,6 +105,7 @@ class Config:
     sweep: dict
     raw: dict
     source: str = ""
+    post: list = dataclasses.field(default_factory=list)  # experiments.post.Stage, grids expanded
 
     def to_dict(self) -> dict:
         return copy.deepcopy(self.raw)
@@ -309,7 +311,10 @@ def validate(raw: dict, source: str = "") -> Config:
     coerce("sweep.seeds", sweep.get("seeds", [seed]), list[int])
     coerce("sweep.grid", sweep.get("grid", {}), dict)
     coerce("sweep.variants", sweep.get("variants", {}), dict)
-    return Config(seed, hooks, data, model, optimizer, optimizer_cfg, train, sweep, copy.deepcopy(raw), source)
+    from experiments.post import expand
+
+    post = expand(raw.get("post", []), build_dataclass)
+    return Config(seed, hooks, data, model, optimizer, optimizer_cfg, train, sweep, copy.deepcopy(raw), source, post)
 
 
 def load_config(path: str | Path, overrides=()) -> Config:

@@ -47,6 +47,8 @@ class Task:
       spec: facts a model factory needs (``num_classes``, ``vocab_size``, ``input_shape``...).
       examples_per_epoch: size of one pass over the training data, for epoch accounting.
       target_metric: optional ``(name, "min"|"max")`` the stats harness uses for epochs-to-target.
+      counts: names of metrics that are counts (solver calls, evaluations): evaluation sums them over batches
+        instead of averaging them.
     """
 
     name: str
@@ -58,3 +60,4 @@ class Task:
     spec: dict[str, Any] = dataclasses.field(default_factory=dict)
     examples_per_epoch: int | None = None
     target_metric: tuple[str, str] | None = None
+    counts: tuple[str, ...] = ()

@@ -1,0 +1,162 @@
+"""What a run is made of before its first step: the task, the split model, the replicated state, the eval batches.
+
+The NNX model is split once into a graph definition and three states: its ``Param`` leaves (trained), its
+``Frozen`` leaves (a restored teacher: read inside the step, never differentiated, never checkpointed) and the rest
+(BatchNorm statistics, RNG counters, routing biases...: carried through the step and checkpointed). Everything is
+replicated over a ``data`` mesh of every visible device; batches are sharded over that axis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from experiments import metrics as M
+from experiments import registry
+from experiments.config import Config
+from experiments.errors import ConfigError
+
+
+class Frozen(nnx.Variable):
+    """A variable the runner never trains: not differentiated, not in the optimizer state, not checkpointed (a
+    restored teacher's weights: its run folder is the record). It stays on the device and is read inside the step."""
+
+
+def frozen(module):
+    """``module`` (a copy) with every ``Param`` turned into ``Frozen``: a finished run used as a fixed part of a
+    new model (``frozen(load_run(teacher_dir)[0])``)."""
+    module = nnx.clone(module)
+    nodes = dict(nnx.iter_graph(module))
+    for path, node in nodes.items():
+        if isinstance(node, nnx.Param):
+            parent, name = nodes[path[:-1]], path[-1]
+            if isinstance(name, int):
+                parent[name] = Frozen(node.get_value())
+            else:
+                setattr(parent, name, Frozen(node.get_value()))
+    return module
+
+
+@dataclasses.dataclass
+class Built:
+    """A run ready to train: ``state`` is the donated pytree ``{params, rest, opt_state, step, key}``."""
+
+    task: Any
+    tx: Any
+    graphdef: Any
+    state: dict
+    frozen: Any
+    train_data: Any
+    eval_batches: list
+    eval_key: jax.Array
+    batch_sharding: NamedSharding
+    replicated: NamedSharding
+
+
+def replicate(tree, sharding):
+    """Global arrays replicated over the mesh (works on one host and across hosts)."""
+    def put(x):
+        x = np.asarray(x) if not isinstance(x, jax.Array) else x
+        if isinstance(x, jax.Array) and (jnp.issubdtype(x.dtype, jax.dtypes.prng_key) or x.is_fully_addressable):
+            return jax.device_put(x, sharding)
+        return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+    return jax.tree.map(put, tree)
+
+
+def unalias(tree):
+    """``tree`` with any buffer that appears in two leaves copied, so the whole tree can be donated."""
+    seen = set()
+
+    def fresh(x):
+        if isinstance(x, jax.Array) and id(x) in seen:
+            return jnp.array(x, copy=True)
+        seen.add(id(x))
+        return x
+
+    return jax.tree.map(fresh, tree)
+
+
+def split(model):
+    """``(graphdef, params, frozen, rest)`` of an NNX model."""
+    return nnx.split(model, nnx.Param, Frozen, ...)
+
+
+def merge(graphdef, params, frozen, rest, *, train: bool):
+    """The model back from its parts, in train or eval mode (fresh Variables at this trace level)."""
+    model = nnx.merge(graphdef, params, frozen, rest, copy=True)
+    model.train() if train else model.eval()
+    return model
+
+
+def build(config: Config, make_tx) -> Built:
+    """The task, the model (split), the optimizer ``make_tx(model)`` and its state, and the evaluation batches,
+    replicated over every device."""
+    n_dev = jax.device_count()
+    if config.train.batch_size % n_dev:
+        raise ConfigError(f"train.batch_size: {config.train.batch_size} is not allowed on {n_dev} devices; "
+                          f"use a multiple of {n_dev}")
+    mesh = jax.make_mesh((n_dev,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    replicated = NamedSharding(mesh, P())
+    data_key, model_key, train_key, eval_key = jax.random.split(jax.random.key(config.seed), 4)
+    task = registry.get("task", config.data.name).factory(config.data.cfg, key=data_key)
+    model = registry.get("model", config.model.name).factory(config.model.cfg, task=task, rngs=nnx.Rngs(model_key))
+    graphdef, params, frozen, rest = split(model)
+    tx = make_tx(model)
+    # The key rides in the state (not baked into the program), so every seed of a sweep compiles to the same
+    # executable and the persistent compilation cache serves all but the first.
+    state = {"params": params, "rest": rest, "opt_state": tx.init(params), "step": jnp.int32(0), "key": train_key}
+    state = unalias(replicate(state, replicated))  # donation needs one buffer per leaf
+    return Built(task, tx, graphdef, state, replicate(frozen, replicated), replicate(task.train_data, replicated),
+                 eval_batches(task, config, replicated), eval_key, NamedSharding(mesh, P("data")), replicated)
+
+
+def eval_batches(task, config: Config, sharding) -> list:
+    batches = task.eval_batches(task.eval_data, config.train.eval_batch_size)
+    if config.train.max_eval_batches:
+        batches = batches[: config.train.max_eval_batches]
+    return [replicate(b, sharding) for b in batches]
+
+
+def hook_names(config: Config) -> list[str]:
+    """The metric hooks of a run: those its task, model and optimizer declare, then the config's own."""
+    names = []
+    for kind, name in (("task", config.data.name), ("model", config.model.name), ("optimizer", config.optimizer.name)):
+        names += registry.get(kind, name).hooks
+    return list(dict.fromkeys(names + list(config.hooks)))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _eval_step(graphdef, loss, params, frozen, rest, batch, key):
+    return loss(merge(graphdef, params, frozen, rest, train=False), batch, key, False)[1]
+
+
+def evaluate(model, task, config: Config, batches: list, key, *, step: int, final: bool = False,
+             opt_state=None) -> dict:
+    """The task's metrics over ``batches`` (means weighted by batch size; the task's ``counts`` summed), then every
+    hook's, then the optimizer's counters. ``model`` is any NNX model the task accepts (trained or transformed)."""
+    graphdef, params, frozen, rest = split(model)
+    totals, count = {}, 0
+    for i, batch in enumerate(batches):
+        n = jax.tree.leaves(batch)[0].shape[0]
+        out = _eval_step(graphdef, task.loss, params, frozen, rest, batch, jax.random.fold_in(key, i))
+        for k, v in out.items():
+            totals[k] = totals.get(k, 0.0) + float(v) * (1 if k in task.counts else n)
+        count += n
+    result = {k: v if k in task.counts else v / max(count, 1) for k, v in totals.items()}
+    hooks = hook_names(config)
+    if hooks:
+        model.eval()
+        ctx = registry.HookContext(model, task, config, opt_state, params, step, batches, final)
+        for name in hooks:
+            result.update(M.to_builtin(registry.get("hook", name).factory(ctx)))
+    if opt_state is not None:
+        result.update(M.optimizer_counters(opt_state))
+    return result
