@@ -63,7 +63,7 @@ def expand(tables, build_dataclass) -> list[Stage]:
             params = dict(zip(grid, point))
             if entry.config is None:
                 if params:
-                    raise ConfigError(f"{prefix}.{sorted(params)[0]}: unknown key; transform {entry.name!r} takes "
+                    raise ConfigError(f"{prefix}.{min(params)}: unknown key; transform {entry.name!r} takes "
                                       "no fields")
                 cfg = None
             else:
