@@ -265,10 +265,17 @@ def apply_overrides(raw: dict, overrides) -> dict:
     return raw
 
 
+def _table(raw: dict, key: str, default=None) -> dict:
+    """The section ``key`` of ``raw`` as a dict copy, or a ConfigError when a value stands where a table belongs."""
+    value = raw.get(key, default if default is not None else {})
+    if not isinstance(value, dict):
+        hint = f"; write {key}.name={value}" if isinstance(value, str) and key in ("data", "model", "optimizer") else ""
+        raise ConfigError(f"{key}: {value!r} is not allowed; {key} is a section (a TOML table){hint}")
+    return dict(value)
+
+
 def _section(raw: dict, kind: str, key: str) -> Section:
-    values = dict(raw.get(key) or {})
-    if not isinstance(raw.get(key, {}), dict):
-        raise ConfigError(f"{key}: must be a section (a TOML table)")
+    values = _table(raw, key)
     if "name" not in values:
         choices = ", ".join(registry.names(kind))
         raise ConfigError(f"{key}.name: missing; registered {kind}s: {choices}")
@@ -287,12 +294,14 @@ def validate(raw: dict, source: str = "") -> Config:
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown key; the top-level keys are {', '.join(TOP_KEYS)}")
     seed = coerce("seed", raw.get("seed", 0), int)
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"seed: {seed} is not allowed; use an integer in [0, 2**32)")
     hooks = coerce("hooks", raw.get("hooks", []), list[str])
     for hook in hooks:
         registry.get("hook", hook)
     data = _section(raw, "task", "data")
     model = _section(raw, "model", "model")
-    opt_values = dict(raw.get("optimizer") or {"name": "adam"})
+    opt_values = _table(raw, "optimizer", {"name": "adam"}) or {"name": "adam"}
     common = {k: opt_values.pop(k) for k in list(opt_values) if k in {f.name for f in dataclasses.fields(OptimizerConfig)}}
     optimizer = build_dataclass("optimizer", OptimizerConfig, common)
     entry = registry.get("optimizer", optimizer.name)
@@ -303,12 +312,14 @@ def validate(raw: dict, source: str = "") -> Config:
         optimizer_cfg = None
     else:
         optimizer_cfg = build_dataclass("optimizer", entry.config, opt_values)
-    train = build_dataclass("train", TrainConfig, dict(raw.get("train") or {}))
-    sweep = dict(raw.get("sweep") or {})
+    train = build_dataclass("train", TrainConfig, _table(raw, "train"))
+    sweep = _table(raw, "sweep")
     bad = sorted(set(sweep) - {"seeds", "grid", "variants", "scatter"})
     if bad:
         raise ConfigError(f"sweep.{bad[0]}: unknown key; allowed: grid, scatter, seeds, variants")
-    coerce("sweep.seeds", sweep.get("seeds", [seed]), list[int])
+    for i, s in enumerate(coerce("sweep.seeds", sweep.get("seeds", [seed]), list[int])):
+        if not 0 <= s < 2**32:
+            raise ConfigError(f"sweep.seeds[{i}]: {s} is not allowed; use integers in [0, 2**32)")
     coerce("sweep.grid", sweep.get("grid", {}), dict)
     coerce("sweep.variants", sweep.get("variants", {}), dict)
     from experiments.post import expand

@@ -30,8 +30,8 @@ from experiments.build import Built, build, evaluate, merge, split
 from experiments.checkpoint import Checkpointer
 from experiments.config import Config, load_config
 from experiments.distributed import setup_distributed
-from experiments.post import run_stages
 from experiments.errors import ConfigError, TrainingDiverged
+from experiments.post import run_stages
 
 
 @dataclasses.dataclass
