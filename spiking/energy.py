@@ -18,7 +18,11 @@ A network is described by *sites*: one per matmul (or per other costed op), each
   ``rate_nnz``, ``rate_size``  spikes and neurons of the spike tensor whose firing rate the convention uses
                (the layer's input spikes, or for "post" placement the spikes right after the layer),
   ``neuron``   1 for neuron membrane updates (one MAC per neuron-step), else 0.
-Sites add up over evaluation batches (``add_sites``), then ``account`` turns them into three accountings:
+Sites are built outside the forward pass: a model sows the tensors the counting needs as ``spiking.layers.Trace``
+variables (each Linear's input, the spikes whose rate the convention uses, attention operands, norm outputs,
+routing decisions), ``capture_sites(model, tokens)`` runs ``nnx.capture`` and ``sites`` turns what was sown into
+sites (the names it understands are listed in ``sites``). Sites merge one way (``merge_sites``), within a forward
+and over evaluation batches (``add_sites``); then ``account`` turns them into three accountings:
 
 (a) published (Spikformer eq. for SOPs, SpikeGPT sec. 4): a spiking layer costs firing rate × MACs(one timestep)
     × T × E_AC = rate × ``macs`` × E_AC; non-spiking sites cost ``macs`` × E_MAC. ("FLOPs" in those papers are
@@ -35,8 +39,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
+
+from spiking.layers import Trace
 
 
 class EnergyModel(NamedTuple):
@@ -115,15 +123,96 @@ def elementwise_site(x, macs_per_element: float, *, neuron: bool = False) -> dic
             "rate_nnz": z, "rate_size": z, "neuron": jnp.asarray(float(neuron), jnp.float32)}
 
 
+def merge_sites(a: dict, b: dict) -> dict:
+    """One site from two (summed field by field; the flags in ``MIN_FIELDS`` keep the minimum)."""
+    mn = jnp.minimum if any(isinstance(v, jax.Array) for v in (*a.values(), *b.values())) else np.minimum
+    return {f: (mn(a[f], b[f]) if f in MIN_FIELDS else a[f] + b[f]) for f in SITE_FIELDS}
+
+
 def add_sites(total: dict | None, sites: dict) -> dict:
-    """Sum two ``{name: site}`` dicts field by field (over evaluation batches); ``binary`` keeps the minimum."""
+    """Sum two ``{name: site}`` dicts (over evaluation batches) with ``merge_sites``, as float64 numpy."""
+    sites = {k: {f: np.asarray(v[f], np.float64) for f in SITE_FIELDS} for k, v in sites.items()}
     if total is None:
-        return {k: {f: np.asarray(v[f], np.float64) for f in SITE_FIELDS} for k, v in sites.items()}
-    out = {}
-    for k, v in sites.items():
-        out[k] = {f: (np.minimum(total[k][f], v[f]) if f in MIN_FIELDS else total[k][f] + np.asarray(v[f]))
-                  for f in SITE_FIELDS}
+        return sites
+    return {k: merge_sites(total[k], v) if k in total else v for k, v in sites.items()}
+
+
+ELEMENTWISE = {"layernorm": 2.0, "scale": 1.0, "gelu": 1.0, "mean": 1.0}  # float MACs per element
+
+
+def _fan_out(owner, name):
+    """The output width of the Linear (or ``[in, out]`` / ``[E, in, out]`` kernel) at ``owner.name``, or None."""
+    attr = getattr(owner, name, None)
+    kernel = getattr(attr, "kernel", attr)
+    if isinstance(kernel, nnx.Variable) and kernel.ndim in (2, 3):
+        return kernel.shape[-1], kernel.ndim == 3
+    return None
+
+
+def _site(owner, name: str, value, rate):
+    """The site of one sown ``value`` (see ``sites``); ``rate`` is the sown ``<name>_rate`` entry or None."""
+    spiking, rate_from = rate is not None, rate
+    linear = _fan_out(owner, name)
+    if linear is not None and linear[1]:  # expert kernels [E, in, out]: {"inputs": [..., E, C, in], "slots"}
+        x, slots, fan = value["inputs"], value["slots"], linear[0]
+        s = linear_site(x, fan, spiking=spiking, rate_from=rate_from)
+        used = slots.astype(jnp.float32).sum() / slots.size  # share of the capacity slots that hold a token
+        s["macs"] = s["macs"] * used  # only the experts a token used are counted
+        if spiking:
+            s["rate_size"] = s["rate_size"] * used
+        return s
+    if linear is not None:
+        return linear_site(value, linear[0], spiking=spiking, rate_from=rate_from)
+    if name in ("qk", "av"):  # attention operands [..., L, H, d]
+        return causal_matmul_site(jnp.swapaxes(value, -2, -3), 0, spiking=spiking, query_side=name == "qk",
+                                  rate_from=None if rate is None else jnp.swapaxes(rate, -2, -3))
+    if name == "softmax":  # one op per unmasked causal score of the queries [..., L, H, d]
+        length, d = value.shape[-3], value.shape[-1]
+        return elementwise_site(value.size // (length * d) * length * (length + 1) // 2, 1.0)
+    if name == "neuron":
+        return elementwise_site(value, 1.0, neuron=True)
+    if name in ELEMENTWISE:
+        return elementwise_site(value, ELEMENTWISE[name])
+    raise ValueError(f"trace: {name!r} on {type(owner).__name__} is not a name spiking.energy.sites understands")
+
+
+def sites(model: nnx.Module, traces) -> dict:
+    """Sites ``{"<module path>.<name>": site}`` from the ``Trace`` state that ``nnx.capture(model, Trace)`` returned.
+
+    Names a module may sow (each value an array, or a tuple of arrays summed into one site):
+      ``<attr>`` where ``module.<attr>`` is a Linear (or a ``[in, out]`` kernel): the Linear's input ``[..., in]``;
+        where it is an ``[E, in, out]`` expert kernel: ``{"inputs": [..., E, C, in], "slots": [E, C] bool}``; only
+        the slots that hold a token are counted as work;
+      ``<name>_rate``: the spike tensor whose firing rate the published convention prices ``<name>`` by; a site
+        with no ``_rate`` entry is not a spiking layer under that convention;
+      ``qk`` / ``av``: queries / values ``[..., L, H, d]`` of a causal attention (``causal_matmul_site``);
+      ``softmax``: the queries ``[..., L, H, d]`` of a softmax attention (one op per unmasked score);
+      ``neuron``: input currents of a neuron, one membrane update (MAC) per neuron-step;
+      ``layernorm`` (2 MACs per element), ``scale``, ``gelu``, ``mean`` (1 each): float elementwise ops.
+    """
+    modules = dict(nnx.iter_modules(model))
+    out: dict = {}
+    flat = {path: v.get_value() for path, v in nnx.to_flat_state(traces)}
+    for path, values in flat.items():
+        *where, name = path
+        if name.endswith("_rate"):
+            continue
+        owner = modules[tuple(where)]
+        rates = flat.get((*where, name + "_rate"), (None,) * len(values))
+        key = ".".join(str(p) for p in path)
+        for value, rate in zip(values, rates):  # one entry per sow; a tuple value holds several tensors
+            value = value if isinstance(value, tuple) else (value,)
+            rate = rate if isinstance(rate, tuple) else (rate,) * len(value)
+            for v, r in zip(value, rate):
+                site = _site(owner, name, v, r)
+                out[key] = merge_sites(out[key], site) if key in out else site
     return out
+
+
+def capture_sites(model: nnx.Module, *args, **kwargs) -> dict:
+    """``model(*args, **kwargs)`` under ``nnx.capture`` and the sites of what it sowed (call it inside ``jax.jit``)."""
+    _, traces = nnx.capture(model, Trace)(*args, **kwargs)
+    return sites(model, traces)
 
 
 def account(sites: dict, tokens: float, *, cmos: EnergyModel = CMOS_45NM, neuro: EnergyModel = LOIHI,

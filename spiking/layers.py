@@ -6,10 +6,11 @@ than a per-step one), then scans only the elementwise neuron dynamics over ``T``
 fast SNN simulators (e.g. Fang et al. 2023, "SpikingJelly", Science Advances 9(40), multi-step mode); the neuron
 semantics are snntorch.Leaky's (see ``spiking.neurons``).
 
-Reading the spike tensors (for firing rates and op counts): ``layer(x, return_state=True)`` returns
-``(spikes, state)`` with ``state = {"inputs": x, "currents": I, "membranes": U, "spikes": S}`` — the actual
-arrays, so firing rates and synaptic ops are measured, not assumed. (A pure return value rather than
-``Module.sow``, which flax 0.12 deprecates outside ``nnx.capture``.)
+Reading the spike tensors: ``layer(x, return_state=True)`` returns ``(spikes, state)`` with
+``state = {"inputs": x, "currents": I, "membranes": U, "spikes": S}`` — the actual arrays, so firing rates and
+synaptic ops are measured, not assumed. For whole models, what the op accounting needs is *sown* as ``Trace``
+variables (``trace``): only while ``nnx.capture(model, Trace)`` runs, so the training path computes and stores
+nothing (``spiking.energy.capture_sites`` runs the capture and builds the sites from what was sown).
 """
 
 from __future__ import annotations
@@ -27,12 +28,39 @@ __all__ = [
     "Fixed",
     "Neuron",
     "SpikingDense",
+    "TWIN_ACTIVATIONS",
+    "Trace",
     "fold_time",
+    "trace",
 ]
+
+# the twin's memoryless replacements for a spiking neuron, f(current, threshold)
+TWIN_ACTIVATIONS = {
+    "sigmoid": lambda x, th: jax.nn.sigmoid(x - th),  # the smooth version of the step H(I - θ)
+    "relu": lambda x, th: jax.nn.relu(x),
+    "gelu": lambda x, th: jax.nn.gelu(x),
+}
 
 
 class Fixed(nnx.Variable):
     """A non-trainable per-neuron constant (β or θ given as an array and not learned)."""
+
+
+class Trace(nnx.Intermediate):
+    """A tensor the op accounting reads (``spiking.energy``), sown by ``trace`` under ``nnx.capture``."""
+
+
+def trace(module: nnx.Module, **values) -> None:
+    """Sow each ``name=value`` on ``module`` as a ``Trace`` — only inside ``nnx.capture(model, Trace)``.
+
+    Outside a capture nothing happens (flax's ``Module.sow`` would otherwise store the value on the module, which
+    is deprecated and would change the model's state). A value may be an array or a tuple of arrays; a name sown
+    twice keeps both (a tuple). The names ``spiking.energy.sites`` understands are listed there.
+    """
+    if not hasattr(module, "__captures__"):  # set on every module by nnx.capture for the duration of the call
+        return
+    for name, value in values.items():
+        module.sow(Trace, name, value)
 
 
 def fold_time(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None) -> jax.Array:
@@ -53,22 +81,30 @@ class Neuron(nnx.Module):
 
     Args:
       neuron: "lif" | "if" | "alif" | "plif".
-      features: N, needed for per-neuron learned parameters (``learn_beta``, ``learn_threshold``, "plif").
+      features: N, needed for per-neuron learned parameters (``learn_beta``, ``learn_threshold``; "plif": one ``w``
+        per neuron, else one shared ``w``).
       beta: decay (lif, alif); scalar or ``[N]``. Ignored by "if" and "plif" (which learns ``w``, β = sigmoid(w)).
       threshold, reset, reset_delay, surrogate: as ``spiking.lif``.
       learn_beta / learn_threshold: make β / θ an ``nnx.Param`` of shape ``[features]``.
+      w_init: "plif"'s initial ``w`` (β = sigmoid(w); 0 is Fang's τ₀ = 2), one per neuron, or a single shared
+        ``w`` when ``features`` is None.
+      spiking: False gives the twin: the memoryless continuous activation ``TWIN_ACTIVATIONS[twin_activation]``
+        of the input current instead of spikes (no state; the neuron's own parameters are unused).
       **neuron_kw: extra arguments of the neuron function (``rho``, ``adapt`` for alif; ``decay_input`` for plif).
     """
 
     def __init__(self, neuron: str = "lif", *, features: int | None = None, beta: Any = 0.9, threshold: Any = 1.0,
                  reset: str = "subtract", reset_delay: bool = True, surrogate: Any = "atan",
-                 learn_beta: bool = False, learn_threshold: bool = False, **neuron_kw):
+                 learn_beta: bool = False, learn_threshold: bool = False, w_init: float = 0.0,
+                 spiking: bool = True, twin_activation: str = "sigmoid", **neuron_kw):
         if neuron not in NEURONS:
             raise ValueError(f"neuron={neuron!r} is unknown; allowed: {', '.join(NEURONS)}")
         if reset not in RESETS:
             raise ValueError(f"reset={reset!r} is not allowed; allowed: {', '.join(RESETS)}")
+        if twin_activation not in TWIN_ACTIVATIONS:
+            raise ValueError(f"twin_activation={twin_activation!r} is unknown; allowed: {', '.join(TWIN_ACTIVATIONS)}")
         resolve(surrogate)  # validates early
-        needs_features = learn_beta or learn_threshold or neuron == "plif"
+        needs_features = learn_beta or learn_threshold
         if needs_features and not (isinstance(features, int) and features > 0):
             raise ValueError(f"features={features!r}: a positive int is needed for learned per-neuron parameters")
         self.neuron = neuron
@@ -76,6 +112,7 @@ class Neuron(nnx.Module):
         self.reset_delay = reset_delay
         self.surrogate = surrogate
         self.neuron_kw = dict(neuron_kw)
+        self.spiking, self.twin_activation = spiking, twin_activation
 
         def store(value, learn):
             if learn:
@@ -86,10 +123,17 @@ class Neuron(nnx.Module):
 
         self.beta = store(beta, learn_beta) if neuron in ("lif", "alif") else None
         self.threshold = store(threshold, learn_threshold)
-        self.w = nnx.Param(jnp.zeros((features,), jnp.float32)) if neuron == "plif" else None
+        w_shape = () if features is None else (features,)
+        self.w = nnx.Param(jnp.full(w_shape, w_init, jnp.float32)) if neuron == "plif" and spiking else None
 
     def __call__(self, x: jax.Array, *, return_state: bool = False, init_membrane: Any = None):
-        """``x [T, B, ..., N]`` currents -> spikes ``[T, B, ..., N]`` (and ``{"membranes", "spikes"}``)."""
+        """``x [T, B, ..., N]`` currents -> spikes ``[T, B, ..., N]`` (and ``{"membranes", "spikes"}``).
+
+        Sows ``neuron=x`` (one membrane update per neuron-step, also in the twin) for the accounting."""
+        trace(self, neuron=x)
+        if not self.spiking:
+            y = TWIN_ACTIVATIONS[self.twin_activation](x, _value(self.threshold))
+            return (y, {"membranes": x, "spikes": y}) if return_state else y
         kw = dict(threshold=_value(self.threshold), reset=self.reset, surrogate=self.surrogate,
                   init_membrane=init_membrane, **self.neuron_kw)
         if self.neuron != "alif":

@@ -21,9 +21,10 @@ only the neuron dynamics scan over ``T`` (``spiking.neurons``).
 ``jax.nn.dot_product_attention``, GELU MLP, the same width, depth, heads, MLP ratio and embeddings (its parameter
 count differs from SpikingLM's only by the attention-output LayerNorms, 2·D per block).
 
-Every model maps tokens ``[B, L]`` int to logits ``[B, L, 256]``. ``model(tokens, return_stats=True)`` returns
-``(logits, sites)`` with the measured op counts of ``spiking.energy`` (per-layer spikes, MACs, ACs); the training
-path (``return_stats=False``) computes none of them.
+Every model maps tokens ``[B, L]`` int to logits ``[B, L, 256]``. The models count nothing themselves: they sow
+what the accounting reads (``spiking.layers.trace``: each Linear's input, the spikes the published convention
+prices it by, attention operands, norm outputs), only under ``nnx.capture``; ``spiking.energy.capture_sites(model,
+tokens)`` builds the op-count sites from those. The training path sows and computes none of it.
 """
 
 from __future__ import annotations
@@ -34,28 +35,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from spiking import energy
+from spiking.layers import TWIN_ACTIVATIONS, Neuron, trace
 from spiking.neurons import NEURONS
 
 PLACEMENTS = ("pre", "post")
-TWIN_ACTIVATIONS = {
-    "sigmoid": lambda x, th: jax.nn.sigmoid(x - th),
-    "relu": lambda x, th: jax.nn.relu(x),
-    "gelu": lambda x, th: jax.nn.gelu(x),
-}
-
-
-def _put(sites, name, fn, *args, **kw):
-    """Record the site ``fn(*args, **kw)`` under ``name`` (adding to an existing one) only when stats are on."""
-    if sites is None:
-        return
-    site = fn(*args, **kw)
-    if name in sites:
-        old = sites[name]
-        sites[name] = {f: (jnp.minimum(old[f], site[f]) if f in energy.MIN_FIELDS else old[f] + site[f])
-                       for f in energy.SITE_FIELDS}
-    else:
-        sites[name] = site
+__all__ = ["DenseBlock", "DenseLM", "PLACEMENTS", "SpikingBlock", "SpikingLM", "TWIN_ACTIVATIONS",
+           "causal_spiking_attention"]
 
 
 def causal_spiking_attention(q, k, v):
@@ -72,33 +57,12 @@ def causal_spiking_attention(q, k, v):
     return out * norm[:, None]
 
 
-class SpikeNeuron(nnx.Module):
-    """A spiking neuron over time-major ``[T, ...]`` currents (any of ``spiking.neurons.NEURONS``), or, when
-    ``spiking=False``, a memoryless continuous activation (the twin). ``plif`` gets a learnable ``w``."""
-
-    def __init__(self, kind: str, *, beta: float, threshold: float, surrogate: str, spiking: bool,
-                 twin_activation: str):
-        self.kind, self.beta, self.threshold, self.surrogate = kind, beta, threshold, surrogate
-        self.spiking, self.twin_activation = spiking, twin_activation
-        if spiking and kind == "plif":
-            self.w = nnx.Param(jnp.asarray(math.log(beta / (1 - beta)), jnp.float32))
-
-    def __call__(self, x, sites=None, name="neurons"):
-        """``x [T, ...]`` input current -> spikes (or activations) ``[T, ...]``."""
-        _put(sites, name, energy.elementwise_site, x, 1.0, neuron=True)  # membrane update, 1 MAC per step
-        if not self.spiking:
-            return TWIN_ACTIVATIONS[self.twin_activation](x, self.threshold)
-        kw = {"threshold": self.threshold, "surrogate": self.surrogate}
-        if self.kind in ("lif", "alif"):
-            kw["beta"] = self.beta
-        elif self.kind == "plif":
-            kw["w"] = self.w[...]
-        spikes, _ = NEURONS[self.kind](x, **kw)
-        return spikes
-
-
 class SpikingBlock(nnx.Module):
-    """One block: spiking self-attention + spiking MLP, each added to the float residual stream ``[T, B, L, D]``."""
+    """One block: spiking self-attention + spiking MLP, each added to the float residual stream ``[T, B, L, D]``.
+
+    One ``Neuron`` (``spiking.layers``; the twin's continuous activation when not spiking) serves every place a
+    neuron sits; it is stateless between calls, so sharing it shares only its parameters (``plif``'s ``w``).
+    """
 
     def __init__(self, width, heads, mlp_ratio, placement, neuron_kw, *, rngs):
         d, h = width, width * mlp_ratio
@@ -107,48 +71,38 @@ class SpikingBlock(nnx.Module):
         self.ln_attn = nnx.LayerNorm(d, rngs=rngs)
         self.wq, self.wk, self.wv, self.wo = (nnx.Linear(d, d, rngs=rngs) for _ in range(4))
         self.w1, self.w2 = nnx.Linear(d, h, rngs=rngs), nnx.Linear(h, d, rngs=rngs)
-        self.neuron = SpikeNeuron(**neuron_kw)
+        self.neuron = Neuron(**neuron_kw)
 
-    def _linear(self, lin, x, sites, name):
-        """``lin`` applied to ``x [T, B, L, in]``, spikes placed before ("pre": x already spikes) or after."""
+    def _fire(self, x):
+        """The neuron before a Linear ("pre" placement); identity for "post", whose neurons follow the Linears."""
+        return self.neuron(x) if self.placement == "pre" else x
+
+    def _linear(self, name, x):
+        """The Linear ``self.<name>`` on ``x [T, B, L, in]``; "post" fires a neuron after it. Sows its input and
+        (spiking only) the spikes the published convention rates it by: its input ("pre") or its output ("post")."""
+        y = getattr(self, name)(x)
         if self.placement == "post":
-            y = self.neuron(lin(x), sites, name + ".neurons")
-            _put(sites, name, energy.linear_site, x, lin.out_features, spiking=self.neuron.spiking, rate_from=y)
-            return y
-        _put(sites, name, energy.linear_site, x, lin.out_features, spiking=self.neuron.spiking)
-        return lin(x)
+            y = self.neuron(y)
+        rate = {f"{name}_rate": x if self.placement == "pre" else y} if self.neuron.spiking else {}
+        trace(self, **{name: x}, **rate)
+        return y
 
-    def __call__(self, x, sites=None, prefix="block"):
+    def __call__(self, x):
+        """``x [T, B, L, D]`` -> ``[T, B, L, D]``: ``x + O(attn(Q, K, V))``, then ``x + W2(W1(ln2 x))``, spiking."""
         t, b, length, d = x.shape
-        nh = self.heads
         h = self.ln1(x)
-        _put(sites, prefix + ".norms", energy.elementwise_site, h, 2.0)
-        if self.placement == "pre":
-            s = self.neuron(h, sites, prefix + ".neurons")
-            q, k, v = (self.neuron(self._linear(w, s, sites, f"{prefix}.{n}"), sites, prefix + ".neurons")
-                       for w, n in ((self.wq, "q"), (self.wk, "k"), (self.wv, "v")))
-        else:
-            q, k, v = (self._linear(w, h, sites, f"{prefix}.{n}")
-                       for w, n in ((self.wq, "q"), (self.wk, "k"), (self.wv, "v")))
-        split = lambda z: z.reshape(t, b, length, nh, d // nh).swapaxes(2, 3)  # [T, B, H, L, dh]
-        qh, kh, vh = split(q), split(k), split(v)
-        _put(sites, prefix + ".qk", energy.causal_matmul_site, qh, 0, spiking=self.neuron.spiking)
-        _put(sites, prefix + ".av", energy.causal_matmul_site, vh, 0, spiking=self.neuron.spiking,
-             query_side=False)
-        a = causal_spiking_attention(qh, kh, vh).swapaxes(2, 3).reshape(t, b, length, d)
+        s = self._fire(h)
+        q, k, v = (self._fire(self._linear(n, s)) for n in ("wq", "wk", "wv"))  # spikes
+        heads = lambda z: z.reshape(t, b, length, self.heads, d // self.heads)  # [T, B, L, H, dh]
+        qh, kh, vh = heads(q), heads(k), heads(v)
+        a = causal_spiking_attention(*(z.swapaxes(2, 3) for z in (qh, kh, vh))).swapaxes(2, 3).reshape(x.shape)
         a = self.ln_attn(a)
-        _put(sites, prefix + ".norms", energy.elementwise_site, a, 3.0)  # norm (2) + scale (1)
-        if self.placement == "pre":
-            a = self.neuron(a, sites, prefix + ".neurons")
-        x = x + self._linear(self.wo, a, sites, prefix + ".o")
-        h = self.ln2(x)
-        _put(sites, prefix + ".norms", energy.elementwise_site, h, 2.0)
-        if self.placement == "pre":
-            s = self.neuron(h, sites, prefix + ".neurons")
-            s = self.neuron(self._linear(self.w1, s, sites, prefix + ".fc1"), sites, prefix + ".neurons")
-        else:
-            s = self._linear(self.w1, h, sites, prefix + ".fc1")
-        return x + self._linear(self.w2, s, sites, prefix + ".fc2")
+        x = x + self._linear("wo", self._fire(a))
+        h2 = self.ln2(x)
+        x = x + self._linear("w2", self._fire(self._linear("w1", self._fire(h2))))
+        rates = {"qk_rate": qh, "av_rate": vh} if self.neuron.spiking else {}
+        trace(self, qk=qh, av=vh, layernorm=(h, a, h2), scale=a, **rates)  # ln_attn: norm (2) + scale (1)
+        return x
 
 
 class _Embedding(nnx.Module):
@@ -187,26 +141,24 @@ class SpikingLM(nnx.Module):
         self.timesteps = timesteps if spiking else 1
         self.spike_placement, self.mlp_ratio, self.spiking = spike_placement, mlp_ratio, spiking
         self.embed = _Embedding(vocab, width, seq_len, rngs=rngs)
-        neuron_kw = {"kind": neuron, "beta": beta, "threshold": threshold, "surrogate": surrogate, "spiking": spiking,
-                         "twin_activation": twin_activation}
+        neuron_kw = {"neuron": neuron, "threshold": threshold, "surrogate": surrogate, "spiking": spiking,
+                     "twin_activation": twin_activation, "w_init": math.log(beta / (1 - beta))}
+        if neuron in ("lif", "alif"):
+            neuron_kw["beta"] = beta
         self.blocks = nnx.List([SpikingBlock(width, heads, mlp_ratio, spike_placement, neuron_kw, rngs=rngs)
                                 for _ in range(depth)])
         self.ln_f = nnx.LayerNorm(width, rngs=rngs)
         self.head = nnx.Linear(width, vocab, rngs=rngs)
 
-    def __call__(self, tokens, *, return_stats: bool = False):
-        """``tokens [B, L]`` -> logits ``[B, L, vocab]`` (and the op-count sites when ``return_stats``)."""
-        sites = {} if return_stats else None
+    def __call__(self, tokens):
+        """``tokens [B, L]`` -> logits ``[B, L, vocab]``."""
         e = self.embed(tokens)  # a gather: no MAC
         x = jnp.broadcast_to(e, (self.timesteps, *e.shape))  # direct coding: [T, B, L, D]
-        for i, block in enumerate(self.blocks):
-            x = block(x, sites, f"block{i}")
+        for block in self.blocks:
+            x = block(x)
         z = self.ln_f(x.mean(0))  # readout: mean over T, then a float head
-        _put(sites, "readout", energy.elementwise_site, x, 1.0 if self.timesteps > 1 else 0.0)
-        _put(sites, "readout", energy.elementwise_site, z, 2.0)
-        _put(sites, "head", energy.linear_site, z, self.vocab, spiking=False)
-        logits = self.head(z)
-        return (logits, sites) if return_stats else logits
+        trace(self, layernorm=z, head=z, **({"mean": x} if self.timesteps > 1 else {}))
+        return self.head(z)
 
 
 class DenseBlock(nnx.Module):
@@ -219,29 +171,28 @@ class DenseBlock(nnx.Module):
         self.wq, self.wk, self.wv, self.wo = (nnx.Linear(d, d, rngs=rngs) for _ in range(4))
         self.w1, self.w2 = nnx.Linear(d, d * mlp_ratio, rngs=rngs), nnx.Linear(d * mlp_ratio, d, rngs=rngs)
 
-    def __call__(self, x, sites=None, prefix="block"):
-        b, length, d = x.shape
-        nh = self.heads
-        h = self.ln1(x)
-        _put(sites, prefix + ".norms", energy.elementwise_site, h, 2.0)
-        for w, n in ((self.wq, "q"), (self.wk, "k"), (self.wv, "v")):
-            _put(sites, f"{prefix}.{n}", energy.linear_site, h, d, spiking=False)
-        q, k, v = (w(h).reshape(b, length, nh, d // nh) for w in (self.wq, self.wk, self.wv))
-        heads_first = lambda z: z.swapaxes(1, 2)  # [B, H, L, dh] for counting
-        _put(sites, prefix + ".qk", energy.causal_matmul_site, heads_first(q), 0, spiking=False)
-        _put(sites, prefix + ".av", energy.causal_matmul_site, heads_first(v), 0, spiking=False, query_side=False)
-        # softmax: one op per unmasked score
-        _put(sites, prefix + ".norms", energy.elementwise_site, b * nh * length * (length + 1) // 2, 1.0)
+    def __call__(self, x):
+        """``x [B, L, D]`` -> ``[B, L, D]``: ``x + attend(ln1 x)``, then ``x + mlp(ln2 x)``."""
+        h1 = self.ln1(x)
+        x = x + self.attend(h1)
+        h2 = self.ln2(x)
+        x = x + self.mlp(h2)
+        trace(self, layernorm=(h1, h2))
+        return x
+
+    def attend(self, h):
+        """Causal multi-head softmax attention of ``h [B, L, D]`` -> ``[B, L, D]`` (output projection included)."""
+        b, length, d = h.shape
+        q, k, v = (w(h).reshape(b, length, self.heads, d // self.heads) for w in (self.wq, self.wk, self.wv))
         a = jax.nn.dot_product_attention(q, k, v, is_causal=True).reshape(b, length, d)
-        _put(sites, prefix + ".o", energy.linear_site, a, d, spiking=False)
-        x = x + self.wo(a)
-        h = self.ln2(x)
-        _put(sites, prefix + ".norms", energy.elementwise_site, h, 2.0)
-        _put(sites, prefix + ".fc1", energy.linear_site, h, self.w1.out_features, spiking=False)
+        trace(self, wq=h, wk=h, wv=h, wo=a, qk=q, av=v, softmax=q)
+        return self.wo(a)
+
+    def mlp(self, h):
+        """``W2 gelu(W1 h)`` for ``h [B, L, D]`` -> ``[B, L, D]``."""
         g = jax.nn.gelu(self.w1(h))
-        _put(sites, prefix + ".norms", energy.elementwise_site, g, 1.0)
-        _put(sites, prefix + ".fc2", energy.linear_site, g, d, spiking=False)
-        return x + self.w2(g)
+        trace(self, w1=h, gelu=g, w2=g)
+        return self.w2(g)
 
 
 class DenseLM(nnx.Module):
@@ -258,14 +209,11 @@ class DenseLM(nnx.Module):
         self.ln_f = nnx.LayerNorm(width, rngs=rngs)
         self.head = nnx.Linear(width, vocab, rngs=rngs)
 
-    def __call__(self, tokens, *, return_stats: bool = False):
-        """``tokens [B, L]`` -> logits ``[B, L, vocab]`` (and the op-count sites when ``return_stats``)."""
-        sites = {} if return_stats else None
+    def __call__(self, tokens):
+        """``tokens [B, L]`` -> logits ``[B, L, vocab]``."""
         x = self.embed(tokens)
-        for i, block in enumerate(self.blocks):
-            x = block(x, sites, f"block{i}")
+        for block in self.blocks:
+            x = block(x)
         z = self.ln_f(x)
-        _put(sites, "readout", energy.elementwise_site, z, 2.0)
-        _put(sites, "head", energy.linear_site, z, self.vocab, spiking=False)
-        logits = self.head(z)
-        return (logits, sites) if return_stats else logits
+        trace(self, layernorm=z, head=z)
+        return self.head(z)

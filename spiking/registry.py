@@ -28,7 +28,8 @@ from experiments.registry import register_hook, register_model, register_task
 from experiments.task import Task
 from spiking import data as text_data
 from spiking import energy
-from spiking.lm import PLACEMENTS, TWIN_ACTIVATIONS, DenseLM, SpikingLM
+from spiking.layers import TWIN_ACTIVATIONS
+from spiking.lm import PLACEMENTS, DenseLM, SpikingLM
 from spiking.neurons import NEURONS
 from spiking.surrogates import SURROGATES
 
@@ -157,7 +158,7 @@ def dense_lm(cfg: DenseLMConfig, *, task, rngs):
 
 @functools.partial(jax.jit, static_argnums=0)
 def _sites(graphdef, state, tokens):
-    return nnx.merge(graphdef, state)(tokens, return_stats=True)[1]
+    return energy.capture_sites(nnx.merge(graphdef, state), tokens)
 
 
 def measure_energy(model, batches) -> dict[str, float]:

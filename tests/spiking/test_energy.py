@@ -61,7 +61,7 @@ def test_three_accountings_on_a_toy_network():
 
 def _sites(model, tokens):
     graphdef, state = nnx.split(model)
-    sites = jax.jit(lambda s, t: nnx.merge(graphdef, s)(t, return_stats=True)[1])(state, tokens)
+    sites = jax.jit(lambda s, t: energy.capture_sites(nnx.merge(graphdef, s), t))(state, tokens)
     return energy.add_sites(None, jax.device_get(sites))
 
 
@@ -80,14 +80,55 @@ def test_placement_decides_which_matmuls_read_spikes():
     tokens = jax.random.randint(jax.random.key(1), (2, 16), 0, 256)
     pre = _sites(SpikingLM(**kw, spike_placement="pre", rngs=nnx.Rngs(0)), tokens)
     post = _sites(SpikingLM(**kw, spike_placement="post", rngs=nnx.Rngs(0)), tokens)
-    linears = ["q", "k", "v", "o", "fc1", "fc2"]
-    assert all(pre[f"block0.{n}"]["binary"] == 1 for n in linears)  # every block Linear reads spikes
-    assert [n for n in linears if post[f"block0.{n}"]["binary"] == 1] == ["fc2"]  # only fc2 reads spikes
+    linears = ["wq", "wk", "wv", "wo", "w1", "w2"]
+    assert all(pre[f"blocks.0.{n}"]["binary"] == 1 for n in linears)  # every block Linear reads spikes
+    assert [n for n in linears if post[f"blocks.0.{n}"]["binary"] == 1] == ["w2"]  # only fc2 reads spikes
     assert pre["head"]["binary"] == 0 and post["head"]["binary"] == 0
     # Q and V are spikes in both placements: the attention products are accumulates
-    assert pre["block0.qk"]["binary"] == 1 and post["block0.av"]["binary"] == 1
+    assert pre["blocks.0.qk"]["binary"] == 1 and post["blocks.0.av"]["binary"] == 1
     # the dense-equivalent MACs of every block Linear scale with T
-    assert pre["block0.q"]["macs"] == 3 * 2 * 16 * 32 * 32
+    assert pre["blocks.0.wq"]["macs"] == 3 * 2 * 16 * 32 * 32
     out_post = energy.account(post, tokens.size, dense_macs_per_token=1.0)
     assert out_post["energy_strict_pj"] > out_post["energy_published_pj"]  # the convention undercounts "post"
-    np.testing.assert_allclose(pre["block0.q"]["acs"], pre["block0.q"]["rate_nnz"] * 32)
+    np.testing.assert_allclose(pre["blocks.0.wq"]["acs"], pre["blocks.0.wq"]["rate_nnz"] * 32)
+
+
+PIN_KW = {"width": 32, "depth": 2, "heads": 2, "seq_len": 16}
+PINNED_MODELS = {
+    "pre_T3": dict(timesteps=3, spike_placement="pre", threshold=0.5),
+    "post_T3": dict(timesteps=3, spike_placement="post", threshold=0.5),
+    "plif_T2": dict(timesteps=2, neuron="plif", beta=0.7, threshold=0.15),
+    "twin": dict(timesteps=3, spiking=False),
+    "dense": None,
+}
+OLD_NAMES = {"q": "wq", "k": "wk", "v": "wv", "o": "wo", "fc1": "w1", "fc2": "w2", "qk": "qk", "av": "av"}
+
+
+@pytest.mark.parametrize("name", list(PINNED_MODELS))
+def test_energy_figures_pinned_from_before_the_sown_accounting(name):
+    """Figures computed by the in-forward counting (``return_stats=True``, before the models sowed their tensors),
+    stored in energy_pinned.json: the sown accounting reproduces every one (site names moved to module paths)."""
+    import json
+    from pathlib import Path
+
+    pinned = json.loads((Path(__file__).parent / "energy_pinned.json").read_text())[name]
+    kw = PINNED_MODELS[name]
+    model = DenseLM(**PIN_KW, rngs=nnx.Rngs(0)) if kw is None else SpikingLM(**PIN_KW, **kw, rngs=nnx.Rngs(0))
+    tokens = jax.random.randint(jax.random.key(7), (2, 16), 0, 256)
+    out = energy.account(_sites(model, tokens), tokens.size, dense_macs_per_token=energy.dense_lm_macs(32, 2, 16, heads=2))
+    renamed = {}
+    for key, value in pinned.items():
+        if key.startswith("rate/"):
+            block, site = key[5:].split(".")
+            key = f"rate/blocks.{block[5:]}.{OLD_NAMES[site]}"
+        renamed[key] = value
+    assert sorted(out) == sorted(renamed)
+    for key, value in renamed.items():
+        assert out[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+
+
+def test_forward_outside_capture_sows_nothing():
+    model = SpikingLM(**PIN_KW, timesteps=2, rngs=nnx.Rngs(0))
+    before = jax.tree.structure(nnx.state(model))
+    model(jnp.zeros((1, 8), jnp.int32))
+    assert jax.tree.structure(nnx.state(model)) == before  # no Trace variable left on the model
