@@ -8,6 +8,7 @@ for its digits experiments.
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +16,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from experiments.errors import ConfigError
+from experiments.config import at_least
 from experiments.registry import register_model, register_optimizer, register_task
 from experiments.task import Task
 
@@ -85,14 +86,12 @@ class DigitsConfig:
     """scikit-learn's bundled 8×8 digits; ``downscale`` 2 averages 2×2 blocks (4×4 images)."""
 
     val_fraction: float = 0.25
-    downscale: int = 1
+    downscale: Literal[1, 2, 4] = 1
     split_seed: int = 0
 
     def __post_init__(self):
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction: {self.val_fraction} is not allowed; must be in (0, 1)")
-        if self.downscale not in (1, 2, 4):
-            raise ValueError(f"downscale: {self.downscale} is not allowed; use 1, 2 or 4")
 
 
 def load_digits(downscale: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -137,12 +136,6 @@ def digits_task(cfg, *, key):
 ACTIVATIONS = {"relu": jax.nn.relu, "gelu": jax.nn.gelu, "tanh": jnp.tanh, "silu": jax.nn.silu}
 
 
-def _activation(name: str):
-    if name not in ACTIVATIONS:
-        raise ConfigError(f"model.activation: {name!r} is not allowed; use one of {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[name]
-
-
 class MLP(nnx.Module):
     """A multilayer perceptron on flattened inputs ``[B, ...] -> [B, out]``."""
 
@@ -150,7 +143,7 @@ class MLP(nnx.Module):
         sizes = [in_features, *hidden]
         self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
         self.head = nnx.Linear(sizes[-1], out_features, rngs=rngs)
-        self.activation = _activation(activation)
+        self.activation = ACTIVATIONS[activation]
 
     def __call__(self, x):
         x = x.reshape(x.shape[0], -1)
@@ -177,13 +170,19 @@ class CNN(nnx.Module):
 @dataclasses.dataclass
 class MLPConfig:
     hidden: list[int] = dataclasses.field(default_factory=lambda: [128])
-    activation: str = "relu"
+    activation: Literal["relu", "gelu", "tanh", "silu"] = "relu"
+
+    def __post_init__(self):
+        at_least(self, hidden=1)
 
 
 @dataclasses.dataclass
 class CNNConfig:
     channels: list[int] = dataclasses.field(default_factory=lambda: [16, 32])
     hidden: int = 64
+
+    def __post_init__(self):
+        at_least(self, channels=1, hidden=1)
 
 
 @register_model("mlp", config=MLPConfig, doc="MLP classifier on flattened inputs")

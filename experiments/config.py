@@ -111,6 +111,26 @@ class Config:
         return copy.deepcopy(self.raw)
 
 
+# ----------------------------------------------------------------------------------------------- bounds
+
+
+def at_least(cfg, **minimums) -> None:
+    """For a config dataclass's ``__post_init__``: ``ValueError("name: value is not allowed; use >= low")`` for the
+    first field below its minimum (the loader reports it as one line naming the dotted key)."""
+    for name, low in minimums.items():
+        value = getattr(cfg, name)
+        many = isinstance(value, (list, tuple))
+        if any(v < low for v in (value if many else [value])):
+            raise ValueError(f"{name}: {value!r} is not allowed; use {'values' if many else 'a value'} >= {low}")
+
+
+def positive(cfg, *names) -> None:
+    """For ``__post_init__``: ``ValueError`` naming the first field of ``names`` that is not > 0."""
+    for name in names:
+        if not getattr(cfg, name) > 0:
+            raise ValueError(f"{name}: {getattr(cfg, name)!r} is not allowed; use a number > 0")
+
+
 # ----------------------------------------------------------------------------------------------- type checking
 
 

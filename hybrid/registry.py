@@ -9,26 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from experiments.config import at_least, positive
 from experiments.errors import ConfigError
 from experiments.registry import register_hook, register_model, register_task
 from experiments.task import Task
-from hybrid import backbones, gradients
+from hybrid import backbones
 from hybrid.metrics import path_metrics
 from hybrid.models import HybridShortestPath, NeuralShortestPath, solve
 from hybrid.tasks import digit_addition as DA
 from hybrid.tasks.terrain import make_splits
-
-
-def _check(ok: bool, key: str, value, allowed: str):
-    if not ok:
-        raise ConfigError(f"{key}: got {value!r}; allowed: {allowed}")
-
 
 # ------------------------------------------------------------------------------------------------ terrain SP(k)
 
@@ -45,6 +41,9 @@ class TerrainConfig:
     noise: float = 0.08
     data_seed: int = 0
 
+    def __post_init__(self):
+        at_least(self, k=2, tile_px=2, train_size=1, test_size=1, val_size=0, noise=0.0)
+
 
 def terrain_loss(model, batch, key, train):
     """``model.loss`` plus, at evaluation, the path metrics (exact_match, cost_match, regret...) and solver calls."""
@@ -58,12 +57,6 @@ def terrain_loss(model, batch, key, train):
 @register_task("terrain_sp", config=TerrainConfig, doc="terrain shortest path SP(k): tile images -> optimal path")
 def terrain_task(cfg, *, key):
     """Train on the train split; evaluate on the test split (the val split is in ``spec['val_data']``)."""
-    _check(cfg.k >= 2, "data.k", cfg.k, "an integer >= 2 (12, 18, 24, 30 as in the paper)")
-    _check(cfg.tile_px >= 2, "data.tile_px", cfg.tile_px, "an integer >= 2")
-    _check(cfg.train_size >= 1, "data.train_size", cfg.train_size, "an integer >= 1")
-    _check(cfg.test_size >= 1, "data.test_size", cfg.test_size, "an integer >= 1")
-    _check(cfg.val_size >= 0, "data.val_size", cfg.val_size, "an integer >= 0")
-    _check(cfg.noise >= 0, "data.noise", cfg.noise, "a number >= 0")
     splits = make_splits(jax.random.key(cfg.data_seed), cfg.k, cfg.train_size, cfg.val_size, cfg.test_size,
                          cfg.tile_px, cfg.noise)
     fields = ("images", "path", "costs", "opt_cost")
@@ -84,15 +77,19 @@ def terrain_task(cfg, *, key):
 class HybridSPConfig:
     """ResNet stem -> k x k costs -> grid shortest path, trained through ``estimator``."""
 
-    estimator: str = "blackbox"
+    estimator: Literal["blackbox", "identity", "perturbed"] = "blackbox"
     lam: float = 20.0
-    projection: str = "normalize"
+    projection: Literal["none", "normalize"] = "normalize"
     n_samples: int = 8
     sigma: float = 1.0
-    noise: str = "normal"
+    noise: Literal["gumbel", "normal"] = "normal"
     width: int = 32
     blocks: int = 1
-    norm: str = "group"
+    norm: Literal["group", "batch", "none"] = "group"
+
+    def __post_init__(self):
+        positive(self, "lam", "sigma")
+        at_least(self, n_samples=1, width=1, blocks=0)
 
 
 @dataclasses.dataclass
@@ -102,7 +99,10 @@ class NeuralSPConfig:
     width: int = 64
     blocks: int = 2
     hidden: int = 512
-    norm: str = "group"
+    norm: Literal["group", "batch", "none"] = "group"
+
+    def __post_init__(self):
+        at_least(self, width=1, hidden=1, blocks=0)
 
 
 def _k(task):
@@ -114,16 +114,6 @@ def _k(task):
 @register_model("hybrid_sp", config=HybridSPConfig, hooks=("hybrid_solver",),
                 doc="CNN -> costs -> shortest-path solver (blackbox / identity / perturbed gradients)")
 def _hybrid_sp(cfg, *, task, rngs):
-    _check(cfg.estimator in gradients.ESTIMATORS, "model.estimator", cfg.estimator, ", ".join(gradients.ESTIMATORS))
-    _check(cfg.projection in gradients.PROJECTIONS, "model.projection", cfg.projection,
-           ", ".join(gradients.PROJECTIONS))
-    _check(cfg.noise in gradients.NOISES, "model.noise", cfg.noise, ", ".join(gradients.NOISES))
-    _check(cfg.norm in backbones.NORMS, "model.norm", cfg.norm, ", ".join(backbones.NORMS))
-    _check(cfg.lam > 0, "model.lam", cfg.lam, "a number > 0")
-    _check(cfg.sigma > 0, "model.sigma", cfg.sigma, "a number > 0")
-    _check(cfg.n_samples >= 1, "model.n_samples", cfg.n_samples, "an integer >= 1")
-    _check(cfg.width >= 1, "model.width", cfg.width, "an integer >= 1")
-    _check(cfg.blocks >= 0, "model.blocks", cfg.blocks, "an integer >= 0")
     return HybridShortestPath(_k(task), estimator=cfg.estimator, lam=cfg.lam, projection=cfg.projection,
                               n_samples=cfg.n_samples, sigma=cfg.sigma, noise=cfg.noise, width=cfg.width,
                               blocks=cfg.blocks, norm=cfg.norm, in_channels=task.spec["input_shape"][-1], rngs=rngs)
@@ -132,10 +122,6 @@ def _hybrid_sp(cfg, *, task, rngs):
 @register_model("neural_sp", config=NeuralSPConfig, hooks=("hybrid_solver",),
                 doc="pure-neural baseline: CNN + MLP -> k x k path mask (sigmoid, BCE)")
 def _neural_sp(cfg, *, task, rngs):
-    _check(cfg.norm in backbones.NORMS, "model.norm", cfg.norm, ", ".join(backbones.NORMS))
-    _check(cfg.width >= 1, "model.width", cfg.width, "an integer >= 1")
-    _check(cfg.hidden >= 1, "model.hidden", cfg.hidden, "an integer >= 1")
-    _check(cfg.blocks >= 0, "model.blocks", cfg.blocks, "an integer >= 0")
     return NeuralShortestPath(_k(task), width=cfg.width, blocks=cfg.blocks, hidden=cfg.hidden, norm=cfg.norm,
                               in_channels=task.spec["input_shape"][-1], rngs=rngs)
 
@@ -183,6 +169,11 @@ class DigitAdditionConfig:
     test_fraction: float = 0.3
     data_seed: int = 0
 
+    def __post_init__(self):
+        at_least(self, n_digits=1, eval_size=1)
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction: {self.test_fraction!r} is not allowed; use a number in (0, 1)")
+
 
 def digit_addition_loss(model, batch, key, train):
     """``-log P(sum)`` (exact marginal over digit values); eval metrics: sum_accuracy, digit_accuracy."""
@@ -201,9 +192,6 @@ def digit_addition_loss(model, batch, key, train):
                doc="N-digit addition of bundled 8x8 digit images, trained from the sum only")
 def digit_addition_task(cfg, *, key):
     """Train images and test images come from disjoint pools; the eval set is fixed by ``data_seed``."""
-    _check(cfg.n_digits >= 1, "data.n_digits", cfg.n_digits, "an integer >= 1")
-    _check(cfg.eval_size >= 1, "data.eval_size", cfg.eval_size, "an integer >= 1")
-    _check(0.0 < cfg.test_fraction < 1.0, "data.test_fraction", cfg.test_fraction, "a number in (0, 1)")
     tr_x, tr_y = DA.load_pool("train", cfg.test_fraction, cfg.data_seed)
     te_x, te_y = DA.load_pool("test", cfg.test_fraction, cfg.data_seed)
     n = cfg.n_digits
@@ -226,6 +214,9 @@ class DigitPerceptionConfig:
 
     hidden: list[int] = dataclasses.field(default_factory=lambda: [128])
 
+    def __post_init__(self):
+        at_least(self, hidden=1)
+
 
 class DigitPerception(nnx.Module):
     """``[..., 8, 8]`` images -> ``[..., 10]`` digit logits (an MLP on each image)."""
@@ -242,7 +233,6 @@ class DigitPerception(nnx.Module):
 @register_model("digit_perception", config=DigitPerceptionConfig,
                 doc="MLP digit classifier for digit_addition (exact symbolic addition on top)")
 def _digit_perception(cfg, *, task, rngs):
-    _check(all(h >= 1 for h in cfg.hidden), "model.hidden", cfg.hidden, "a list of integers >= 1")
     if "image_shape" not in task.spec:
         raise ConfigError(f"data.name: {task.name!r} gives no image shape; use digit_addition")
     return DigitPerception(int(np.prod(task.spec["image_shape"])), cfg.hidden, rngs=rngs)

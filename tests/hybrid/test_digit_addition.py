@@ -10,6 +10,7 @@ import pytest
 from flax import nnx
 
 from experiments import registry
+from experiments.config import build_dataclass
 from experiments.errors import ConfigError
 from hybrid.tasks import digit_addition as DA
 
@@ -78,5 +79,5 @@ def test_learns_from_sum_only_beyond_chance_and_transfers_to_four_digits():
 
 
 def test_bad_config_raises_config_error():
-    with pytest.raises(ConfigError, match="data.n_digits: got 0"):
-        _task(0)
+    with pytest.raises(ConfigError, match="data.n_digits: 0 is not allowed; use a value >= 1"):
+        build_dataclass("data", registry.get("task", "digit_addition").config, {"n_digits": 0})
