@@ -6,18 +6,18 @@ per-size adjustments, and the verdict rule, fixed before any run::
 
     [claim]
     id = 1
-    title = "..."; statement = "..."; source = "..."; experiment = "../spiking_vs_dense.toml"
-    metrics = ["bits_per_char", "ratio_strict_vs_dense"]
+    title = "..."; statement = "..."; source = "..."; experiment = "../sparse_vs_dense.toml"
+    metrics = ["loss", "cost_ratio"]
     [claim.sizes.smoke]                   # seeds, a subset of variants, grid values, dotted overrides
     seeds = [0, 1]
-    variants = ["dense", "spiking_T4_pre"]
+    variants = ["dense", "sparse"]
     overrides = { "train.steps" = 20 }
     [[claim.cases]]                       # the claim is supported if ANY case holds
-    name = "spiking T=4, pre"
+    name = "sparse matches dense"
     [[claim.cases.conditions]]            # a case holds if ALL its conditions hold
-    a = { variant = "spiking_T4_pre" }    # runs of a variant, optionally narrowed: where = { "data.train_size" = 100 }
+    a = { variant = "sparse" }          # runs of a variant, optionally narrowed: where = { "data.train_size" = 100 }
     b = { variant = "dense" }             # only for compare = "ratio" (a / b) or "difference" (a - b)
-    metric = "bits_per_char"              # a summary metric, or steps_to_target / epochs_to_target / *_evals_to_target
+    metric = "loss"                       # a summary metric, or steps_to_target / epochs_to_target / *_evals_to_target
     compare = "ratio"                     # "value" | "ratio" | "difference"
     op = "<="
     threshold = 1.10
@@ -50,8 +50,6 @@ from experiments.sweep import expand, finished
 
 SIZES = ("smoke", "cpu", "gpu")
 CLAIMS_DIR = Path(__file__).parent / "configs" / "claims"
-TO_TARGET = {"steps_to_target": "step", "epochs_to_target": "epoch", "forward_evals_to_target": "forward_evals",
-             "backward_evals_to_target": "backward_evals", "circuit_evals_to_target": "circuit_evals"}
 
 
 @dataclasses.dataclass
@@ -138,14 +136,14 @@ def _select(runs: list[dict], side: dict) -> list[dict]:
 
 
 def _values(runs: list[dict], metric: str) -> list[float]:
-    if metric in TO_TARGET:
-        return [stats.epochs_to_target(r["dir"])[TO_TARGET[metric]] for r in runs]
+    if stats.to_target_key(metric):
+        return [stats.epochs_to_target(r["dir"]).get(stats.to_target_key(metric), math.inf) for r in runs]
     return [r["values"][metric] for r in runs if isinstance(r["values"].get(metric), (int, float))]
 
 
 def judge(cond: dict, runs: list[dict]) -> dict:
     """One condition: its estimate, 95% CI, n per side, and 'holds' / 'fails' / 'undecided' / 'missing'."""
-    statistic = np.median if cond["metric"] in TO_TARGET else np.mean
+    statistic = np.median if stats.to_target_key(cond["metric"]) else np.mean
     a = _values(_select(runs, cond["a"]), cond["metric"])
     kind = cond.get("compare", "value")
     b = _values(_select(runs, cond["b"]), cond["metric"]) if kind != "value" else []
@@ -190,7 +188,7 @@ def _describe(cond: dict) -> str:
         where = ", ".join(f"{k}={v}" for k, v in s.get("where", {}).items())
         return s.get("variant", "all") + (f" [{where}]" if where else "")
 
-    stat = "median" if cond["metric"] in TO_TARGET else "mean"
+    stat = "median" if stats.to_target_key(cond["metric"]) else "mean"
     kind = cond.get("compare", "value")
     expr = f"{stat} {cond['metric']} of {side(cond['a'])}"
     if kind != "value":
@@ -243,7 +241,7 @@ def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, o
         cells = []
         for m in claim.metrics:
             vals = _values(rs, m)
-            est, lo, hi = stats.bootstrap_ci(vals, statistic=np.median if m in TO_TARGET else np.mean)
+            est, lo, hi = stats.bootstrap_ci(vals, statistic=np.median if stats.to_target_key(m) else np.mean)
             cells.append(f"{_fmt(est)} [{_fmt(lo)}, {_fmt(hi)}]")
         lines.append(f"| {label} | {len(rs)} | " + " | ".join(cells) + " |")
     lines += ["", "**Verdict rule** (fixed before the runs): supported if any case has all its conditions hold on the "

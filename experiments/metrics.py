@@ -2,7 +2,7 @@
 
 Each event is one JSON object with ``step``, ``split`` (``train`` / ``eval``), ``wall_time`` and metric values.
 Optimizer counters are read from the optimizer state by convention: every NamedTuple field whose name ends in
-``_evals`` (loss, gradient, circuit evaluations...) is summed over the state and reported under that name.
+``_evals`` (loss, gradient or any other evaluations) is summed over the state and reported under that name.
 """
 
 from __future__ import annotations

@@ -113,6 +113,8 @@ def target_table(groups: dict[str, list[dict]], baseline: str | None = None) -> 
         if not runs[0]["config"].get("train", {}).get("target_metric"):
             return []
         per_group[label] = [stats.epochs_to_target(r["dir"]) for r in runs]
+    every = [k for rows in per_group.values() for r in rows for k in r if k.endswith("_evals")]
+    counters = ["forward_evals", "backward_evals"] + sorted(set(every) - {"forward_evals", "backward_evals"})
     bases = [next(iter(per_group))]
     if baseline:
         bases = [label for label in per_group if baseline in label]
@@ -124,11 +126,10 @@ def target_table(groups: dict[str, list[dict]], baseline: str | None = None) -> 
               f"{t['target_value']}", "",
               "Median over seeds with 95% bootstrap CI; censored runs (target never reached) count as never. "
               f"Ratio: this group's median steps over the median of {against}.", "",
-              "| group | n | censored | steps | epochs | forward evals | backward evals | circuit evals | "
-              "steps ratio |", "|---|---|---|---|---|---|---|---|---|"]
+              "| group | n | censored | steps | epochs | " + " | ".join(k.replace("_", " ") for k in counters)
+              + " | steps ratio |", "|---|---|---|---|---|" + "---|" * len(counters) + "---|"]
     for label, rows in per_group.items():
-        cells = [_ci_cell_median([r[k] for r in rows]) for k in ("step", "epoch", "forward_evals", "backward_evals",
-                                                               "circuit_evals")]
+        cells = [_ci_cell_median([r.get(k, math.inf) for r in rows]) for k in ("step", "epoch", *counters)]
         base = [r["step"] for r in per_group[_matching_baseline(label, groups, bases)]]
         ratio = stats.ratio_ci([r["step"] for r in rows], base)
         lines.append(f"| {label} | {len(rows)} | {sum(r['censored'] for r in rows)} | " + " | ".join(cells)

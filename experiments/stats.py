@@ -84,13 +84,17 @@ def time_to_target(steps, values, target: float, mode: str = "max") -> float:
     return math.inf
 
 
+COUNTED = ("loss_evals", "grad_evals")  # folded into forward_evals / backward_evals below
+
+
 def epochs_to_target(run_dir: str | Path, metric: str | None = None, target: float | None = None,
                      mode: str | None = None) -> dict:
-    """Per run: steps, epochs and forward/backward evaluations at the first eval reaching the target.
+    """Per run: steps, epochs and evaluations at the first eval reaching the target.
 
-    The target defaults to the run's own config (``train.target_*``). Evaluations = the runner's one
-    value-and-grad per step plus the optimizer's counters (``loss_evals``, ``grad_evals``, ``circuit_evals``).
-    Censored runs (never reached) report ``inf`` and ``censored: True``.
+    The target defaults to the run's own config (``train.target_*``). ``forward_evals`` / ``backward_evals`` =
+    the runner's one value-and-grad per step plus the optimizer's ``loss_evals`` / ``grad_evals``; every other
+    ``*_evals`` counter the run logged is reported under its own name.
+    Censored runs (never reached) report ``inf`` for each and ``censored: True``.
     """
     run_dir = Path(run_dir)
     cfg = json.loads((run_dir / "config.json").read_text())
@@ -102,13 +106,23 @@ def epochs_to_target(run_dir: str | Path, metric: str | None = None, target: flo
         raise ValueError(f"{run_dir}: no target metric; set train.target_metric in the config or pass metric=")
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     evals = [e for e in events if e.get("split") == "eval" and metric in e]
+    counters = sorted({k for e in evals for k in e if k.endswith("_evals") and k not in COUNTED})
     step = time_to_target([e["step"] for e in evals], [e[metric] for e in evals], target, mode)
-    out = {"metric": metric, "target": target, "step": step, "censored": math.isinf(step),
-           "epoch": math.inf, "forward_evals": math.inf, "backward_evals": math.inf, "circuit_evals": math.inf}
+    out = {"metric": metric, "target": target, "step": step, "censored": math.isinf(step), "epoch": math.inf,
+           "forward_evals": math.inf, "backward_evals": math.inf, **{k: math.inf for k in counters}}
     if not math.isinf(step):
         event = next(e for e in evals if e["step"] == step)
         out["epoch"] = event.get("epoch") if event.get("epoch") is not None else math.inf
         out["forward_evals"] = step + event.get("loss_evals", 0)
         out["backward_evals"] = step + event.get("grad_evals", 0)
-        out["circuit_evals"] = event.get("circuit_evals", 0)
+        out.update({k: event.get(k, 0) for k in counters})
     return out
+
+
+def to_target_key(metric: str) -> str | None:
+    """The ``epochs_to_target`` field a claim metric names: ``steps_to_target`` → ``step``, ``epochs_to_target``
+    → ``epoch``, ``X_evals_to_target`` → ``X_evals``; None for any other metric."""
+    if not metric.endswith("_to_target"):
+        return None
+    key = metric[: -len("_to_target")]
+    return {"steps": "step", "epochs": "epoch"}.get(key, key if key.endswith("_evals") else None)

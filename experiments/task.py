@@ -47,7 +47,7 @@ class Task:
       spec: facts a model factory needs (``num_classes``, ``vocab_size``, ``input_shape``...).
       examples_per_epoch: size of one pass over the training data, for epoch accounting.
       target_metric: optional ``(name, "min"|"max")`` the stats harness uses for epochs-to-target.
-      counts: names of metrics that are counts (solver calls, evaluations): evaluation sums them over batches
+      counts: names of metrics that are counts (calls, evaluations): evaluation sums them over batches
         instead of averaging them.
     """
 

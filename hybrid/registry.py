@@ -70,6 +70,7 @@ def terrain_task(cfg, *, key):
               "val_data": pick("val")},
         examples_per_epoch=cfg.train_size,
         target_metric=("cost_match", "max"),
+        counts=("solver_calls",),
     )
 
 
