@@ -18,6 +18,7 @@ import numpy as np
 from experiments import stats
 from experiments.errors import ConfigError
 from experiments.metrics import read_events
+from experiments.post_report import post_section
 
 SUMMARY_FIELDS = ("param_count", "flops_per_step", "flops_per_example", "step_time_s", "examples_per_s",
                   "compile_time_s", "peak_memory_bytes")
@@ -205,8 +206,10 @@ def _plot_scatter(groups, x: str, y: str, path: Path) -> bool:
     return drawn
 
 
-def compare(dirs, out: str | Path, *, scatter=(), metrics=None, baseline: str | None = None) -> Path:
-    """Write ``out/report.md`` and PNG plots for the finished runs under ``dirs``; returns the report's path."""
+def compare(dirs, out: str | Path, *, scatter=(), metrics=None, baseline: str | None = None, post=()) -> Path:
+    """Write ``out/report.md`` and PNG plots for the finished runs under ``dirs``; returns the report's path.
+    Runs with post-training stages get a stage table and plots of metrics against stage parameters (``post``:
+    extra ``(param, metric)`` pairs)."""
     runs = load_runs(dirs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -241,6 +244,9 @@ def compare(dirs, out: str | Path, *, scatter=(), metrics=None, baseline: str | 
         path = out / f"scatter_{y}_vs_{x}.png"
         if _plot_scatter(groups, x, y, path):
             plots.append(path.name)
+    post_lines, post_plots = post_section(groups, out, list(dict.fromkeys(curve_metrics + names)), post)
+    lines += post_lines
+    plots += post_plots
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     report = out / "report.md"
     report.write_text("\n".join(lines))

@@ -87,3 +87,14 @@ def test_frozen_teacher_is_read_not_trained_nor_checkpointed(pruned_run, tmp_pat
     proc = cli("run", QUICKSTART, *TINY, "model.name=toy_residual", "model.teacher=nowhere", "--workdir",
                tmp_path / "bad", env=PLUGIN_ENV)
     assert proc.returncode == 2 and "model.teacher" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_compare_tables_and_plots_metrics_against_a_stage_parameter(pruned_run, tmp_path):
+    workdir, _ = pruned_run
+    report = experiments.compare([workdir], tmp_path).read_text()
+    assert "## Post-training stages" in report
+    row = next(line for line in report.splitlines() if "toy_prune(sparsity=0.9)" in line)
+    assert row.startswith("| all runs | toy_prune(sparsity=0.9) | 1 |")
+    assert (tmp_path / "post_accuracy_vs_sparsity.png").stat().st_size > 10_000
+    proc = cli("compare", workdir, "--post", "sparsity", "--out", tmp_path / "x")
+    assert proc.returncode == 2 and "--post" in proc.stderr
