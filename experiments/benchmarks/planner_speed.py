@@ -19,7 +19,7 @@ With ``--astar N``, also runs batched A* on N 32x32 obstacle maps and N mazes (h
 Neural A*'s metrics for the Chebyshev heuristic against Dijkstra (A* with a zero heuristic): expansions, share of
 expansions saved, share of optimal paths (against grid_shortest_path), and the batched search time.
 
-Run: python experiments/benchmarks/planner_speed.py [--batch 256] [--size 30] [--repeats 5] [--astar 256]
+Run: python experiments/benchmarks/planner_speed.py [--batch 256] [--size 30] [--repeats 9] [--astar 256]
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--size", type=int, default=30)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--astar", type=int, default=0, help="also run A* on this many obstacle maps and mazes")
     a = p.parse_args(argv)
