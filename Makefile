@@ -21,7 +21,7 @@ run: $(STAMP)
 	$(BIN)/python -m experiments run experiments/configs/quickstart.toml --workdir runs/quickstart --overwrite
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs
