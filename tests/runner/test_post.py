@@ -10,6 +10,7 @@ import pytest
 import experiments
 import tests.runner.toy_plugin  # noqa: F401  (registers toy_prune and toy_residual)
 from experiments import ConfigError, load_config
+from experiments.__main__ import main
 from experiments.build import evaluate, split
 
 from .helpers import QUICKSTART, REPO, TINY, cli, events
@@ -48,14 +49,18 @@ def test_evaluate_reruns_stages_without_touching_training_events(pruned_run, tmp
     assert summary["final"] == pruned_run[1].summary["final"]
 
 
-def test_evaluate_cli_bad_input_is_one_line(pruned_run, tmp_path):
+def test_evaluate_cli_runs_stages_and_bad_input_is_one_line(pruned_run, tmp_path, capsys):
     workdir, _ = pruned_run
     (tmp_path / "config.json").write_text((workdir / "config.json").read_text())
     for args in ([tmp_path / "missing"], [tmp_path], [workdir, "train.steps=5"],
                  [workdir, 'post=[{name = "no_such_stage"}]'], [workdir, 'post=[{name = "toy_prune", sparsity = 2.0}]']):
-        proc = cli("evaluate", *args, env=PLUGIN_ENV)
-        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert "unfinished" in cli("evaluate", tmp_path, env=PLUGIN_ENV).stderr
+        assert main(["evaluate", *map(str, args)]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert main(["evaluate", str(tmp_path)]) == 2 and "unfinished" in capsys.readouterr().err
+    proc = cli("evaluate", workdir, 'post=[{name = "toy_prune", sparsity = 0.3}]', env=PLUGIN_ENV)
+    assert proc.returncode == 0 and proc.stdout.startswith("toy_prune(sparsity=0.3): "), proc.stderr
+    assert events(workdir, "post")[-1]["params"] == {"sparsity": 0.3}
 
 
 def test_load_run_gives_the_trained_model(pruned_run):
@@ -68,7 +73,7 @@ def test_load_run_gives_the_trained_model(pruned_run):
         experiments.load_run(workdir / "nothing", key="model.teacher")
 
 
-def test_frozen_teacher_is_read_not_trained_nor_checkpointed(pruned_run, tmp_path):
+def test_frozen_teacher_is_read_not_trained_nor_checkpointed(pruned_run, tmp_path, capsys):
     teacher_dir, teacher_result = pruned_run
     cfg = load_config(QUICKSTART, TINY + ["model={name = \"toy_residual\", hidden = [16]}",
                                           f"model.teacher={json.dumps(str(teacher_dir))}"])
@@ -84,9 +89,10 @@ def test_frozen_teacher_is_read_not_trained_nor_checkpointed(pruned_run, tmp_pat
     assert events(tmp_path, "eval")[0]["accuracy"] > teacher_result.summary["final"]["accuracy"] - 0.15
     stored = json.loads((tmp_path / "checkpoints" / "40" / "default" / "_METADATA").read_text())["tree_metadata"]
     assert not [k for k in stored if "teacher" in k] and [k for k in stored if "student" in k]
-    proc = cli("run", QUICKSTART, *TINY, "model.name=toy_residual", "model.teacher=nowhere", "--workdir",
-               tmp_path / "bad", env=PLUGIN_ENV)
-    assert proc.returncode == 2 and "model.teacher" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    code = main(["run", str(QUICKSTART), *TINY, "model.name=toy_residual", "model.teacher=nowhere", "--workdir",
+                 str(tmp_path / "bad")])
+    err = capsys.readouterr().err
+    assert code == 2 and "model.teacher" in err and len(err.strip().splitlines()) == 1
 
 
 def test_compare_tables_and_plots_metrics_against_a_stage_parameter(pruned_run, tmp_path):
