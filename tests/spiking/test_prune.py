@@ -88,6 +88,50 @@ def test_measured_sparsity_equals_requested(layer, method, sparsity):
     assert float(np.mean(~np.asarray(mask))) == pytest.approx(sparsity, abs=1e-12)
 
 
+def _numpy_sparsegpt(W, H, sparsity, pattern, block_size, damp=0.01):
+    """A float64 NumPy transcription of SparseGPT's reference ``fasterprune`` (IST-DASLab/sparsegpt, sparsegpt.py),
+    with its ``<= threshold`` replaced by an exact count (a stable sort), as ``spiking.prune`` documents."""
+    W, H = W.astype(np.float64).copy(), H.astype(np.float64).copy()
+    cols = W.shape[1]
+    dead = np.diag(H) == 0
+    H[dead, dead] = 1
+    H += damp * np.mean(np.diag(H)) * np.eye(cols)
+    Hinv = np.linalg.cholesky(np.linalg.inv(H)).T
+    pruned = np.zeros(W.shape, bool)
+    for i1 in range(0, cols, block_size):
+        i2 = min(i1 + block_size, cols)
+        W1, Hinv1 = W[:, i1:i2].copy(), Hinv[i1:i2, i1:i2]
+        Q1, Err1, mask1 = np.zeros_like(W1), np.zeros_like(W1), np.zeros(W1.shape, bool)
+        alive1, d1 = ~dead[i1:i2], np.diag(Hinv1)
+        if pattern is None:
+            score = np.where(alive1, W1, 0) ** 2 / d1[None] ** 2
+            mask1.ravel()[np.argsort(score.ravel(), kind="stable")[:round(sparsity * W1.size)]] = True
+        for i in range(i2 - i1):
+            if pattern is not None and i % pattern[1] == 0:
+                g = slice(i, i + pattern[1])
+                score = np.where(alive1[g], W1[:, g], 0) ** 2 / d1[g][None] ** 2
+                order = np.argsort(score, axis=1, kind="stable")[:, :pattern[1] - pattern[0]]
+                np.put_along_axis(mask1[:, g], order, True, axis=1)
+            w = W1[:, i]
+            q = np.where(mask1[:, i], 0.0, w)
+            Q1[:, i], Err1[:, i] = q, (w - q) / Hinv1[i, i]
+            W1[:, i:] -= np.outer(Err1[:, i], Hinv1[i, i:])
+        W[:, i1:i2], pruned[:, i1:i2] = Q1, mask1
+        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
+    return W, ~pruned
+
+
+@pytest.mark.parametrize("sparsity,pattern", [(0.6, None), (None, (2, 4))])
+def test_sparsegpt_equals_a_numpy_transcription_of_the_reference_code(layer, sparsity, pattern):
+    W, X = layer
+    X = X.copy()
+    X[:, 5] = 0.0  # one dead input
+    W_ref, keep_ref = _numpy_sparsegpt(W, X.T.astype(np.float64) @ X, sparsity, pattern, 40)
+    W_p, keep = _prune("sparsegpt", W, X, sparsity, pattern)
+    np.testing.assert_array_equal(np.asarray(keep), keep_ref)
+    np.testing.assert_allclose(np.asarray(W_p), W_ref, atol=1e-4 * np.abs(W_ref).max())
+
+
 def test_sparsegpt_updates_kept_weights_and_handles_dead_inputs(layer):
     W, X = layer
     X = X.copy()
