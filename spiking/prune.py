@@ -27,7 +27,8 @@ per column block (SparseGPT).
 embeddings, head, norms, or a Linear whose path names a router), block by block: the calibration inputs of block k
 are measured with blocks < k already pruned (SparseGPT §3 / Wanda §3 run the same sequential scheme). Inputs are
 captured without the model's help: on a clone, each target Linear is replaced by a recording stand-in (``Tap``),
-the clone is run, and the Linears are put back. The returned copy records what was done as
+the clone is run, and the Linears are put back. In an MoE LM (``spiking.moe``) the router is skipped and the experts,
+stacked ``[E, in, out]`` Params rather than Linears, stay dense: only attention is pruned there. The returned copy records what was done as
 ``model.post_info["prune"]`` (a hashable ``FrozenDict``, so it stays a static attribute of the graph).
 """
 

@@ -17,7 +17,8 @@ Networks for Efficient Integer-Arithmetic-Only Inference", CVPR, §2: ``r = S·q
 ``quantize_lm`` returns a quantised copy of an LM of ``spiking.lm``: the kernels of the block Linears (the same
 ones ``spiking.prune`` prunes; never embeddings, head, norms or routers) are replaced by their round trip, and with
 ``activations="int8"`` each such Linear is wrapped in ``QuantInput``, which fakes the int8 input. Biases stay
-float32 (an int32 accumulator would hold them). Kernel ``[in, out]`` is transposed to ``W [out, in]`` at the
+float32 (an int32 accumulator would hold them). In an MoE LM the experts (stacked Params, not Linears) and the router
+stay float32. Kernel ``[in, out]`` is transposed to ``W [out, in]`` at the
 boundary. The copy records ``model.precision = FrozenDict({"weights": "int8" | "fp8" | "int4", "activations":
 "none" | "int8"})`` (``"none"``: inputs stay float32; everything outside the block Linears stays float32) and the
 same under ``model.post_info["quantize"]``, with each layer's relative weight error.
