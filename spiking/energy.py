@@ -145,35 +145,36 @@ def _fan_out(owner, name):
     attr = getattr(owner, name, None)
     kernel = getattr(attr, "kernel", attr)
     if isinstance(kernel, nnx.Variable) and kernel.ndim in (2, 3):
-        return kernel.shape[-1], kernel.ndim == 3
+        return kernel.shape[-1]
     return None
 
 
 def _site(owner, name: str, value, rate):
     """The site of one sown ``value`` (see ``sites``); ``rate`` is the sown ``<name>_rate`` entry or None."""
-    spiking, rate_from = rate is not None, rate
-    linear = _fan_out(owner, name)
-    if linear is not None and linear[1]:  # expert kernels [E, in, out]: {"inputs": [..., E, C, in], "slots"}
-        x, slots, fan = value["inputs"], value["slots"], linear[0]
-        s = linear_site(x, fan, spiking=spiking, rate_from=rate_from)
-        used = slots.astype(jnp.float32).sum() / slots.size  # share of the capacity slots that hold a token
-        s["macs"] = s["macs"] * used  # only the experts a token used are counted
-        if spiking:
-            s["rate_size"] = s["rate_size"] * used
-        return s
-    if linear is not None:
-        return linear_site(value, linear[0], spiking=spiking, rate_from=rate_from)
-    if name in ("qk", "av"):  # attention operands [..., L, H, d]
-        return causal_matmul_site(jnp.swapaxes(value, -2, -3), 0, spiking=spiking, query_side=name == "qk",
+    used = None
+    if isinstance(value, dict):  # mixture-of-experts capacity buffers: count only the slots holding a token
+        used, value = value["slots"].astype(jnp.float32).mean(), value["inputs"]
+    rate = rate["inputs"] if isinstance(rate, dict) else rate
+    spiking = rate is not None
+    fan_out = _fan_out(owner, name)
+    if fan_out is not None:
+        site = linear_site(value, fan_out, spiking=spiking, rate_from=rate)
+    elif name in ("qk", "av"):  # attention operands [..., L, H, d]
+        site = causal_matmul_site(jnp.swapaxes(value, -2, -3), 0, spiking=spiking, query_side=name == "qk",
                                   rate_from=None if rate is None else jnp.swapaxes(rate, -2, -3))
-    if name == "softmax":  # one op per unmasked causal score of the queries [..., L, H, d]
+    elif name == "softmax":  # one op per unmasked causal score of the queries [..., L, H, d]
         length, d = value.shape[-3], value.shape[-1]
-        return elementwise_site(value.size // (length * d) * length * (length + 1) // 2, 1.0)
-    if name == "neuron":
-        return elementwise_site(value, 1.0, neuron=True)
-    if name in ELEMENTWISE:
-        return elementwise_site(value, ELEMENTWISE[name])
-    raise ValueError(f"trace: {name!r} on {type(owner).__name__} is not a name spiking.energy.sites understands")
+        site = elementwise_site(value.size // (length * d) * length * (length + 1) // 2, 1.0)
+    elif name == "neuron":
+        site = elementwise_site(value, 1.0, neuron=True)
+    elif name in ELEMENTWISE:
+        site = elementwise_site(value, ELEMENTWISE[name])
+    else:
+        raise ValueError(f"trace: {name!r} on {type(owner).__name__} is not a name spiking.energy.sites understands")
+    if used is not None:  # empty slots are zeros (no AC), and their dense-equivalent work is not counted
+        site["macs"] = site["macs"] * used
+        site["rate_size"] = site["rate_size"] * used
+    return site
 
 
 def sites(model: nnx.Module, traces) -> dict:
@@ -181,8 +182,9 @@ def sites(model: nnx.Module, traces) -> dict:
 
     Names a module may sow (each value an array, or a tuple of arrays summed into one site):
       ``<attr>`` where ``module.<attr>`` is a Linear (or a ``[in, out]`` kernel): the Linear's input ``[..., in]``;
-        where it is an ``[E, in, out]`` expert kernel: ``{"inputs": [..., E, C, in], "slots": [E, C] bool}``; only
-        the slots that hold a token are counted as work;
+        for an ``[E, in, out]`` expert kernel the capacity buffers ``[..., E, C, in]``;
+      any value may be ``{"inputs": tensor, "slots": [E, C] bool}``: a mixture of experts' capacity buffers, of
+        which only the slots holding a token are counted as work (so only the experts a token used count);
       ``<name>_rate``: the spike tensor whose firing rate the published convention prices ``<name>`` by; a site
         with no ``_rate`` entry is not a spiking layer under that convention;
       ``qk`` / ``av``: queries / values ``[..., L, H, d]`` of a causal attention (``causal_matmul_site``);

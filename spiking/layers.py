@@ -126,11 +126,12 @@ class Neuron(nnx.Module):
         w_shape = () if features is None else (features,)
         self.w = nnx.Param(jnp.full(w_shape, w_init, jnp.float32)) if neuron == "plif" and spiking else None
 
-    def __call__(self, x: jax.Array, *, return_state: bool = False, init_membrane: Any = None):
+    def __call__(self, x: jax.Array, *, return_state: bool = False, init_membrane: Any = None, slots=None):
         """``x [T, B, ..., N]`` currents -> spikes ``[T, B, ..., N]`` (and ``{"membranes", "spikes"}``).
 
-        Sows ``neuron=x`` (one membrane update per neuron-step, also in the twin) for the accounting."""
-        trace(self, neuron=x)
+        Sows ``neuron=x`` (one membrane update per neuron-step, also in the twin) for the accounting; ``slots``
+        (a mixture of experts' ``[E, C]`` capacity slots that hold a token) limits the count to those."""
+        trace(self, neuron=x if slots is None else {"inputs": x, "slots": slots})
         if not self.spiking:
             y = TWIN_ACTIVATIONS[self.twin_activation](x, _value(self.threshold))
             return (y, {"membranes": x, "spikes": y}) if return_state else y

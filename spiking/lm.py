@@ -17,6 +17,11 @@ only the neuron dynamics scan over ``T`` (``spiking.neurons``).
   current (``sigmoid(I - θ)`` by default, the smooth version of the step ``H(I - θ)``); everything else is equal.
   Its activations have no memory, so the T copies would be identical: the twin runs with ``T = 1``.
 
+``ffn="moe"`` (both models) replaces every block's MLP by a ``spiking.moe.MoEFeedForward`` of ``experts`` MLPs
+of the same shape, ``top_k`` of them per token (keyword arguments ``experts``, ``top_k``, ``capacity_factor``,
+``balance``, ``balance_weight``, ``z_loss_weight``, ``bias_rate``; defaults ``MOE_DEFAULTS``). In SpikingLM the
+experts read spikes as the MLP does ("pre") and the router reads the float LayerNorm output averaged over T.
+
 ``DenseLM`` is a standard pre-LayerNorm causal transformer (Vaswani et al. 2017; GPT-2 layout) with
 ``jax.nn.dot_product_attention``, GELU MLP, the same width, depth, heads, MLP ratio and embeddings (its parameter
 count differs from SpikingLM's only by the attention-output LayerNorms, 2·D per block).
@@ -36,10 +41,22 @@ import jax.numpy as jnp
 from flax import nnx
 
 from spiking.layers import TWIN_ACTIVATIONS, Neuron, trace
+from spiking.moe import MoEFeedForward
 from spiking.neurons import NEURONS
 
 PLACEMENTS = ("pre", "post")
-__all__ = ["DenseBlock", "DenseLM", "PLACEMENTS", "SpikingBlock", "SpikingLM", "TWIN_ACTIVATIONS",
+FFNS = ("dense", "moe")
+MOE_DEFAULTS = {"experts": 8, "top_k": 2, "capacity_factor": 1.25, "balance": "loss", "balance_weight": 1e-2,
+                "z_loss_weight": 1e-3, "bias_rate": 1e-3}
+
+
+def _moe(ffn: str, width: int, hidden: int, moe_kw: dict, rngs) -> MoEFeedForward | None:
+    """The block's mixture of experts when ``ffn == "moe"`` (``moe_kw``: MOE_DEFAULTS' keys), else None."""
+    unknown = set(moe_kw) - set(MOE_DEFAULTS) - {"dispatch", "dtype"}
+    if unknown:
+        raise TypeError(f"unknown mixture-of-experts arguments {sorted(unknown)}")
+    return MoEFeedForward(width, hidden, **{**MOE_DEFAULTS, **moe_kw}, rngs=rngs) if ffn == "moe" else None
+__all__ = ["DenseBlock", "DenseLM", "FFNS", "MOE_DEFAULTS", "PLACEMENTS", "SpikingBlock", "SpikingLM", "TWIN_ACTIVATIONS",
            "causal_spiking_attention"]
 
 
@@ -64,13 +81,15 @@ class SpikingBlock(nnx.Module):
     neuron sits; it is stateless between calls, so sharing it shares only its parameters (``plif``'s ``w``).
     """
 
-    def __init__(self, width, heads, mlp_ratio, placement, neuron_kw, *, rngs):
+    def __init__(self, width, heads, mlp_ratio, placement, neuron_kw, *, ffn="dense", moe_kw=None, rngs):
         d, h = width, width * mlp_ratio
         self.heads, self.placement = heads, placement
         self.ln1, self.ln2 = nnx.LayerNorm(d, rngs=rngs), nnx.LayerNorm(d, rngs=rngs)
         self.ln_attn = nnx.LayerNorm(d, rngs=rngs)
         self.wq, self.wk, self.wv, self.wo = (nnx.Linear(d, d, rngs=rngs) for _ in range(4))
-        self.w1, self.w2 = nnx.Linear(d, h, rngs=rngs), nnx.Linear(h, d, rngs=rngs)
+        self.moe = _moe(ffn, d, h, moe_kw or {}, rngs)
+        if self.moe is None:
+            self.w1, self.w2 = nnx.Linear(d, h, rngs=rngs), nnx.Linear(h, d, rngs=rngs)
         self.neuron = Neuron(**neuron_kw)
 
     def _fire(self, x):
@@ -99,10 +118,19 @@ class SpikingBlock(nnx.Module):
         a = self.ln_attn(a)
         x = x + self._linear("wo", self._fire(a))
         h2 = self.ln2(x)
-        x = x + self._linear("w2", self._fire(self._linear("w1", self._fire(h2))))
+        x = x + self._ffn(h2)
         rates = {"qk_rate": qh, "av_rate": vh} if self.neuron.spiking else {}
         trace(self, qk=qh, av=vh, layernorm=(h, a, h2), scale=a, **rates)  # ln_attn: norm (2) + scale (1)
         return x
+
+    def _ffn(self, h):
+        """The spiking MLP of ``h [T, B, L, D]`` (the LayerNorm output), or its mixture of experts: experts read
+        spikes as the MLP does; the router reads the float ``h`` averaged over T (one decision per token)."""
+        if self.moe is None:
+            return self._linear("w2", self._fire(self._linear("w1", self._fire(h))))
+        rates = self.placement if self.neuron.spiking else None
+        after = self.neuron if self.placement == "post" else None
+        return self.moe(self._fire(h), router_input=h.mean(0), activation=self.neuron, spike_rates=rates, after=after)
 
 
 class _Embedding(nnx.Module):
@@ -123,7 +151,7 @@ class SpikingLM(nnx.Module):
     def __init__(self, *, vocab: int = 256, width: int = 128, depth: int = 2, heads: int = 4, seq_len: int = 128,
                  timesteps: int = 4, spike_placement: str = "pre", neuron: str = "lif", surrogate: str = "atan",
                  beta: float = 0.5, threshold: float = 1.0, mlp_ratio: int = 4, spiking: bool = True,
-                 twin_activation: str = "sigmoid", rngs: nnx.Rngs):
+                 twin_activation: str = "sigmoid", ffn: str = "dense", rngs: nnx.Rngs, **moe_kw):
         if spike_placement not in PLACEMENTS:
             raise ValueError(f"spike_placement: {spike_placement!r} is not allowed; use one of {PLACEMENTS}")
         if neuron not in NEURONS:
@@ -145,8 +173,9 @@ class SpikingLM(nnx.Module):
                      "twin_activation": twin_activation, "w_init": math.log(beta / (1 - beta))}
         if neuron in ("lif", "alif"):
             neuron_kw["beta"] = beta
-        self.blocks = nnx.List([SpikingBlock(width, heads, mlp_ratio, spike_placement, neuron_kw, rngs=rngs)
-                                for _ in range(depth)])
+        self.ffn = ffn
+        self.blocks = nnx.List([SpikingBlock(width, heads, mlp_ratio, spike_placement, neuron_kw, ffn=ffn,
+                                             moe_kw=moe_kw, rngs=rngs) for _ in range(depth)])
         self.ln_f = nnx.LayerNorm(width, rngs=rngs)
         self.head = nnx.Linear(width, vocab, rngs=rngs)
 
@@ -164,12 +193,14 @@ class SpikingLM(nnx.Module):
 class DenseBlock(nnx.Module):
     """Pre-LayerNorm transformer block: causal ``jax.nn.dot_product_attention`` + GELU MLP, ``[B, L, D]``."""
 
-    def __init__(self, width, heads, mlp_ratio, *, rngs):
+    def __init__(self, width, heads, mlp_ratio, *, ffn="dense", moe_kw=None, rngs):
         d = width
         self.heads = heads
         self.ln1, self.ln2 = nnx.LayerNorm(d, rngs=rngs), nnx.LayerNorm(d, rngs=rngs)
         self.wq, self.wk, self.wv, self.wo = (nnx.Linear(d, d, rngs=rngs) for _ in range(4))
-        self.w1, self.w2 = nnx.Linear(d, d * mlp_ratio, rngs=rngs), nnx.Linear(d * mlp_ratio, d, rngs=rngs)
+        self.moe = _moe(ffn, d, d * mlp_ratio, moe_kw or {}, rngs)
+        if self.moe is None:
+            self.w1, self.w2 = nnx.Linear(d, d * mlp_ratio, rngs=rngs), nnx.Linear(d * mlp_ratio, d, rngs=rngs)
 
     def __call__(self, x):
         """``x [B, L, D]`` -> ``[B, L, D]``: ``x + attend(ln1 x)``, then ``x + mlp(ln2 x)``."""
@@ -189,7 +220,9 @@ class DenseBlock(nnx.Module):
         return self.wo(a)
 
     def mlp(self, h):
-        """``W2 gelu(W1 h)`` for ``h [B, L, D]`` -> ``[B, L, D]``."""
+        """``W2 gelu(W1 h)`` for ``h [B, L, D]`` -> ``[B, L, D]`` (or the mixture of experts of such MLPs)."""
+        if self.moe is not None:
+            return self.moe(h)
         g = jax.nn.gelu(self.w1(h))
         trace(self, w1=h, gelu=g, w2=g)
         return self.w2(g)
@@ -199,13 +232,15 @@ class DenseLM(nnx.Module):
     """Standard pre-LayerNorm causal transformer LM. Tokens ``[B, L]`` -> logits ``[B, L, vocab]``."""
 
     def __init__(self, *, vocab: int = 256, width: int = 128, depth: int = 2, heads: int = 4, seq_len: int = 128,
-                 mlp_ratio: int = 4, rngs: nnx.Rngs):
+                 mlp_ratio: int = 4, ffn: str = "dense", rngs: nnx.Rngs, **moe_kw):
         if width % heads or depth < 1:
             raise ValueError(f"width/heads/depth: {width}/{heads}/{depth} not allowed; width must divide by heads")
         self.width, self.depth, self.heads, self.seq_len, self.vocab = width, depth, heads, seq_len, vocab
         self.mlp_ratio = mlp_ratio
         self.embed = _Embedding(vocab, width, seq_len, rngs=rngs)
-        self.blocks = nnx.List([DenseBlock(width, heads, mlp_ratio, rngs=rngs) for _ in range(depth)])
+        self.ffn = ffn
+        self.blocks = nnx.List([DenseBlock(width, heads, mlp_ratio, ffn=ffn, moe_kw=moe_kw, rngs=rngs)
+                                for _ in range(depth)])
         self.ln_f = nnx.LayerNorm(width, rngs=rngs)
         self.head = nnx.Linear(width, vocab, rngs=rngs)
 

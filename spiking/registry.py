@@ -5,6 +5,10 @@
   byte, mean over evaluation batches) and next-byte accuracy.
 * models ``spiking_lm`` (SpikingLM), ``spiking_lm_twin`` (the same network with every spiking neuron replaced by a
   continuous activation) and ``dense_lm`` (DenseLM), from ``spiking.lm``.
+* ``ffn = "moe"`` (every LM): mixture-of-experts MLPs (``spiking.moe``); the text task's loss adds the layers'
+  auxiliary losses (balance and router z-loss, as weighted in the model config) to the cross-entropy, and the
+  hook ``moe_routing`` reports per-expert load, load entropy / log E, max / mean load, the dropped fraction, and
+  total and active parameters per token at every evaluation ({} for a dense-FFN model).
 * hook ``spiking_energy`` (declared by all three models): op and energy accounting from the spike tensors measured
   on the evaluation batches (``spiking.energy``): per-layer firing rates, MACs and ACs per token, energy per
   token under the published convention, the strict count (45 nm and Loihi) and the matched dense model's MACs,
@@ -16,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +34,8 @@ from experiments.task import Task
 from spiking import data as text_data
 from spiking import energy
 from spiking.layers import TWIN_ACTIVATIONS
-from spiking.lm import PLACEMENTS, DenseLM, SpikingLM
+from spiking.lm import DenseLM, SpikingLM
+from spiking.moe import MoEFeedForward, MoEStats
 from spiking.neurons import NEURONS
 from spiking.surrogates import SURROGATES
 
@@ -54,49 +60,91 @@ class TextConfig:
 
 @dataclasses.dataclass
 class DenseLMConfig:
+    """Width, depth, heads, MLP ratio; ``ffn = "moe"``: every MLP becomes ``experts`` MLPs of the same shape, of
+    which ``top_k`` run per token (``capacity_factor <= 0``: dropless); ``balance``: the Switch balance loss
+    (``balance_weight``), the aux-loss-free bias (``bias_rate``) or none; ``z_loss_weight``: ST-MoE's z-loss."""
+
     width: int = 128
     depth: int = 2
     heads: int = 4
     mlp_ratio: int = 4
+    ffn: Literal["dense", "moe"] = "dense"
+    experts: int = 8
+    top_k: int = 2
+    capacity_factor: float = 1.25
+    balance: Literal["loss", "bias", "none"] = "loss"
+    balance_weight: float = 1e-2
+    z_loss_weight: float = 1e-3
+    bias_rate: float = 1e-3
 
     def __post_init__(self):
         if self.width < 1 or self.depth < 1 or self.heads < 1 or self.width % self.heads:
             raise ValueError(f"width: {self.width} with heads={self.heads}, depth={self.depth} is not allowed; "
                              "width, depth, heads >= 1 and width divisible by heads")
+        if self.mlp_ratio < 1:
+            raise ValueError(f"mlp_ratio: {self.mlp_ratio} is not allowed; use an integer >= 1")
+        if self.experts < 1:
+            raise ValueError(f"experts: {self.experts} is not allowed; use an integer >= 1")
+        if not 1 <= self.top_k <= self.experts:
+            raise ValueError(f"top_k: {self.top_k} is not allowed; use 1 <= top_k <= experts ({self.experts})")
+        for name in ("balance_weight", "z_loss_weight", "bias_rate"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: {getattr(self, name)} is not allowed; use a value >= 0")
 
 
 @dataclasses.dataclass
 class SpikingLMConfig(DenseLMConfig):
     timesteps: int = 4
-    spike_placement: str = "pre"  # "pre": spikes feed every Linear; "post": a spike after each Linear (SpikeGPT)
-    neuron: str = "lif"
-    surrogate: str = "atan"
+    spike_placement: Literal["pre", "post"] = "pre"  # "pre": spikes feed every Linear; "post": after each (SpikeGPT)
+    neuron: Literal[tuple(NEURONS)] = "lif"
+    surrogate: Literal[tuple(sorted(SURROGATES))] = "atan"
     beta: float = 0.5
     threshold: float = 1.0
-    twin_activation: str = "sigmoid"  # the twin's continuous replacement for every spiking neuron
+    twin_activation: Literal[tuple(TWIN_ACTIVATIONS)] = "sigmoid"  # the twin's replacement for every neuron
 
     def __post_init__(self):
         super().__post_init__()
-        choices = {"spike_placement": PLACEMENTS, "neuron": sorted(NEURONS), "surrogate": sorted(SURROGATES),
-                   "twin_activation": sorted(TWIN_ACTIVATIONS)}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}: {getattr(self, name)!r} is not allowed; use one of {list(allowed)}")
         if self.timesteps < 1:
             raise ValueError(f"timesteps: {self.timesteps} is not allowed; use an integer >= 1")
         if not 0.0 < self.beta < 1.0:
             raise ValueError(f"beta: {self.beta} is not allowed; use 0 < beta < 1")
 
 
+def has_moe(model) -> bool:
+    """Whether ``model`` holds a ``MoEFeedForward`` (a static fact of its structure)."""
+    return any(isinstance(m, MoEFeedForward) for _, m in nnx.iter_modules(model))
+
+
+def _sown(stats) -> dict[str, list]:
+    """``{name: [value per sow, over all layers]}`` from a captured ``MoEStats`` state."""
+    out: dict[str, list] = {}
+    for path, v in nnx.to_flat_state(stats):
+        out.setdefault(path[-1], []).extend(v.get_value())
+    return out
+
+
 def lm_loss(model, batch, key, train):
-    """Next-byte cross-entropy. ``batch["tokens"] [B, L + 1]``; returns (loss, metrics) as scalars."""
+    """Next-byte cross-entropy (+ the mixture-of-experts layers' weighted auxiliary losses, when there are any).
+
+    ``batch["tokens"] [B, L + 1]``; returns (loss, metrics) as scalars; the metric ``loss`` is the cross-entropy."""
     del key, train
     tokens = batch["tokens"]
-    logits = model(tokens[:, :-1]).astype(jnp.float32)
+    if has_moe(model):
+        logits, stats = nnx.capture(model, MoEStats)(tokens[:, :-1])
+    else:
+        logits, stats = model(tokens[:, :-1]), nnx.State({})
+    logits = logits.astype(jnp.float32)
     targets = tokens[:, 1:]
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
     acc = (jnp.argmax(logits, -1) == targets).mean()
-    return loss, {"loss": loss, "bits_per_char": loss / math.log(2.0), "perplexity": jnp.exp(loss), "accuracy": acc}
+    metrics = {"loss": loss, "bits_per_char": loss / math.log(2.0), "perplexity": jnp.exp(loss), "accuracy": acc}
+    sown = _sown(stats)
+    if not sown:
+        return loss, metrics
+    aux = sum(sown["aux_loss"])
+    metrics.update(aux_loss=aux, balance_loss=jnp.mean(jnp.stack(sown["balance_loss"])),
+                   z_loss=jnp.mean(jnp.stack(sown["z_loss"])), dropped=jnp.mean(jnp.stack(sown["dropped"])))
+    return loss + aux, metrics
 
 
 def _sample(train_data, key, batch_size, *, seq_len):
@@ -138,19 +186,19 @@ def _build(cls, **kw):
         raise ConfigError(f"model.{e}") from None
 
 
-@register_model("spiking_lm", config=SpikingLMConfig, hooks=("spiking_energy",),
+@register_model("spiking_lm", config=SpikingLMConfig, hooks=("spiking_energy", "moe_routing"),
                 doc="causal spiking transformer LM (Spikformer attention; T, placement, neuron, surrogate)")
 def spiking_lm(cfg: SpikingLMConfig, *, task, rngs):
     return _build(SpikingLM, rngs=rngs, seq_len=_seq_len(task), spiking=True, **dataclasses.asdict(cfg))
 
 
-@register_model("spiking_lm_twin", config=SpikingLMConfig, hooks=("spiking_energy",),
+@register_model("spiking_lm_twin", config=SpikingLMConfig, hooks=("spiking_energy", "moe_routing"),
                 doc="SpikingLM with every spiking neuron replaced by a continuous activation (the spike tax)")
 def spiking_lm_twin(cfg: SpikingLMConfig, *, task, rngs):
     return _build(SpikingLM, rngs=rngs, seq_len=_seq_len(task), spiking=False, **dataclasses.asdict(cfg))
 
 
-@register_model("dense_lm", config=DenseLMConfig, hooks=("spiking_energy",),
+@register_model("dense_lm", config=DenseLMConfig, hooks=("spiking_energy", "moe_routing"),
                 doc="pre-LayerNorm causal transformer LM (jax.nn.dot_product_attention), matched to spiking_lm")
 def dense_lm(cfg: DenseLMConfig, *, task, rngs):
     return _build(DenseLM, rngs=rngs, seq_len=_seq_len(task), **dataclasses.asdict(cfg))
@@ -187,3 +235,52 @@ def measure_energy(model, batches) -> dict[str, float]:
 def spiking_energy(ctx) -> dict[str, float]:
     return measure_energy(ctx.model, ctx.eval_batches)
 from spiking import post  # noqa: F401  (registers the post-training transforms prune and quantize)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _routing(graphdef, state, tokens):
+    _, stats = nnx.capture(nnx.merge(graphdef, state), MoEStats)(tokens)
+    return {path: v.get_value() for path, v in nnx.to_flat_state(stats) if path[-1] in ("load", "dropped")}
+
+
+def measure_routing(model, batches) -> dict[str, float]:
+    """Routing metrics of every ``MoEFeedForward`` in ``model`` over ``batches`` (``{"tokens": [B, L + 1]}``).
+
+    Per layer ``<path>``: ``moe/<path>/load/<e>`` (share of the assignments expert ``e`` got, before drops),
+    ``.../load_entropy`` (entropy of that load / log E: 1 is perfectly balanced), ``.../max_load`` (max / mean
+    load), ``.../dropped`` (share of assignments past capacity); means over layers without the path; and
+    ``params_total`` and ``params_active_per_token`` (the experts a token does not use left out). {} if no MoE.
+    """
+    layers = [m for _, m in nnx.iter_modules(model) if isinstance(m, MoEFeedForward)]
+    if not layers:
+        return {}
+    graphdef, state = nnx.split(model)
+    load, dropped, n = {}, {}, 0
+    for batch in batches:
+        out = jax.device_get(_routing(graphdef, state, jnp.asarray(batch["tokens"])[:, :-1]))
+        for path, values in out.items():
+            key = ".".join(map(str, path[:-1]))
+            acc = load if path[-1] == "load" else dropped
+            acc[key] = acc.get(key, 0.0) + np.asarray(values[0], np.float64)
+        n += 1
+    result: dict[str, float] = {}
+    for key, total in load.items():
+        share = total / n
+        e = share.size
+        for i, v in enumerate(share):
+            result[f"moe/{key}/load/{i}"] = float(v)
+        p = share[share > 0]
+        result[f"moe/{key}/load_entropy"] = float(-(p * np.log(p)).sum() / math.log(e)) if e > 1 else 1.0
+        result[f"moe/{key}/max_load"] = float(share.max() / share.mean())
+        result[f"moe/{key}/dropped"] = float(dropped[key] / n)
+    for name in ("load_entropy", "max_load", "dropped"):
+        result[f"moe_{name}"] = float(np.mean([v for k, v in result.items() if k.endswith("/" + name)]))
+    total = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    idle = sum((m.experts - m.top_k) * m.expert_params() for m in layers)
+    result.update(params_total=float(total), params_active_per_token=float(total - idle))
+    return result
+
+
+@register_hook("moe_routing", doc="mixture-of-experts load per expert, load entropy, max load, drops, params")
+def moe_routing(ctx) -> dict[str, float]:
+    return measure_routing(ctx.model, ctx.eval_batches)
