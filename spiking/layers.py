@@ -131,6 +131,9 @@ class Neuron(nnx.Module):
 
         Sows ``neuron=x`` (one membrane update per neuron-step, also in the twin) for the accounting; ``slots``
         (a mixture of experts' ``[E, C]`` capacity slots that hold a token) limits the count to those."""
+        if self.spiking and x.dtype in (jnp.bfloat16, jnp.float16):  # membranes integrate in float32
+            out = self(x.astype(jnp.float32), return_state=return_state, init_membrane=init_membrane, slots=slots)
+            return jax.tree.map(lambda a: a.astype(x.dtype), out)  # spikes are exact in 16 bits
         trace(self, neuron=x if slots is None else {"inputs": x, "slots": slots})
         if not self.spiking:
             y = TWIN_ACTIVATIONS[self.twin_activation](x, _value(self.threshold))

@@ -22,6 +22,12 @@ of the same shape, ``top_k`` of them per token (keyword arguments ``experts``, `
 ``balance``, ``balance_weight``, ``z_loss_weight``, ``bias_rate``; defaults ``MOE_DEFAULTS``). In SpikingLM the
 experts read spikes as the MLP does ("pre") and the router reads the float LayerNorm output averaged over T.
 
+``dtype`` ("float32" | "bfloat16" | "float16", every model): the Linears, attention and experts compute in that
+type; parameters (so the optimizer state), the residual stream, LayerNorms, softmax (``dot_product_attention``
+accumulates its logits in float32), neuron membranes, the router and the logits the loss reads stay float32.
+float16 has no loss scaling here. ``DenseLM(attention="xla" | "cudnn")`` picks the implementation of
+``jax.nn.dot_product_attention`` (cuDNN's fused kernel needs a GPU and a 16-bit dtype).
+
 ``DenseLM`` is a standard pre-LayerNorm causal transformer (Vaswani et al. 2017; GPT-2 layout) with
 ``jax.nn.dot_product_attention``, GELU MLP, the same width, depth, heads, MLP ratio and embeddings (its parameter
 count differs from SpikingLM's only by the attention-output LayerNorms, 2·D per block).
@@ -46,8 +52,14 @@ from spiking.neurons import NEURONS
 
 PLACEMENTS = ("pre", "post")
 FFNS = ("dense", "moe")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+ATTENTIONS = ("xla", "cudnn")
 MOE_DEFAULTS = {"experts": 8, "top_k": 2, "capacity_factor": 1.25, "balance": "loss", "balance_weight": 1e-2,
                 "z_loss_weight": 1e-3, "bias_rate": 1e-3}
+
+
+def _norm(d, rngs):
+    return nnx.LayerNorm(d, dtype=jnp.float32, rngs=rngs)
 
 
 def _moe(ffn: str, width: int, hidden: int, moe_kw: dict, rngs) -> MoEFeedForward | None:
@@ -56,7 +68,7 @@ def _moe(ffn: str, width: int, hidden: int, moe_kw: dict, rngs) -> MoEFeedForwar
     if unknown:
         raise TypeError(f"unknown mixture-of-experts arguments {sorted(unknown)}")
     return MoEFeedForward(width, hidden, **{**MOE_DEFAULTS, **moe_kw}, rngs=rngs) if ffn == "moe" else None
-__all__ = ["DenseBlock", "DenseLM", "FFNS", "MOE_DEFAULTS", "PLACEMENTS", "SpikingBlock", "SpikingLM", "TWIN_ACTIVATIONS",
+__all__ = ["ATTENTIONS", "DTYPES", "DenseBlock", "DenseLM", "FFNS", "MOE_DEFAULTS", "PLACEMENTS", "SpikingBlock", "SpikingLM", "TWIN_ACTIVATIONS",
            "causal_spiking_attention"]
 
 
@@ -81,15 +93,16 @@ class SpikingBlock(nnx.Module):
     neuron sits; it is stateless between calls, so sharing it shares only its parameters (``plif``'s ``w``).
     """
 
-    def __init__(self, width, heads, mlp_ratio, placement, neuron_kw, *, ffn="dense", moe_kw=None, rngs):
+    def __init__(self, width, heads, mlp_ratio, placement, neuron_kw, *, ffn="dense", moe_kw=None,
+                 dtype=jnp.float32, rngs):
         d, h = width, width * mlp_ratio
         self.heads, self.placement = heads, placement
-        self.ln1, self.ln2 = nnx.LayerNorm(d, rngs=rngs), nnx.LayerNorm(d, rngs=rngs)
-        self.ln_attn = nnx.LayerNorm(d, rngs=rngs)
-        self.wq, self.wk, self.wv, self.wo = (nnx.Linear(d, d, rngs=rngs) for _ in range(4))
-        self.moe = _moe(ffn, d, h, moe_kw or {}, rngs)
+        self.ln1, self.ln2 = _norm(d, rngs), _norm(d, rngs)
+        self.ln_attn = _norm(d, rngs)
+        self.wq, self.wk, self.wv, self.wo = (nnx.Linear(d, d, dtype=dtype, rngs=rngs) for _ in range(4))
+        self.moe = _moe(ffn, d, h, {**(moe_kw or {}), "dtype": dtype}, rngs)
         if self.moe is None:
-            self.w1, self.w2 = nnx.Linear(d, h, rngs=rngs), nnx.Linear(h, d, rngs=rngs)
+            self.w1, self.w2 = nnx.Linear(d, h, dtype=dtype, rngs=rngs), nnx.Linear(h, d, dtype=dtype, rngs=rngs)
         self.neuron = Neuron(**neuron_kw)
 
     def _fire(self, x):
@@ -151,7 +164,8 @@ class SpikingLM(nnx.Module):
     def __init__(self, *, vocab: int = 256, width: int = 128, depth: int = 2, heads: int = 4, seq_len: int = 128,
                  timesteps: int = 4, spike_placement: str = "pre", neuron: str = "lif", surrogate: str = "atan",
                  beta: float = 0.5, threshold: float = 1.0, mlp_ratio: int = 4, spiking: bool = True,
-                 twin_activation: str = "sigmoid", ffn: str = "dense", rngs: nnx.Rngs, **moe_kw):
+                 twin_activation: str = "sigmoid", ffn: str = "dense", dtype: str = "float32", rngs: nnx.Rngs,
+                 **moe_kw):
         if spike_placement not in PLACEMENTS:
             raise ValueError(f"spike_placement: {spike_placement!r} is not allowed; use one of {PLACEMENTS}")
         if neuron not in NEURONS:
@@ -174,10 +188,11 @@ class SpikingLM(nnx.Module):
         if neuron in ("lif", "alif"):
             neuron_kw["beta"] = beta
         self.ffn = ffn
+        self.dtype = dtype
         self.blocks = nnx.List([SpikingBlock(width, heads, mlp_ratio, spike_placement, neuron_kw, ffn=ffn,
-                                             moe_kw=moe_kw, rngs=rngs) for _ in range(depth)])
-        self.ln_f = nnx.LayerNorm(width, rngs=rngs)
-        self.head = nnx.Linear(width, vocab, rngs=rngs)
+                                             moe_kw=moe_kw, dtype=DTYPES[dtype], rngs=rngs) for _ in range(depth)])
+        self.ln_f = _norm(width, rngs)
+        self.head = nnx.Linear(width, vocab, dtype=DTYPES[dtype], rngs=rngs)
 
     def __call__(self, tokens):
         """``tokens [B, L]`` -> logits ``[B, L, vocab]``."""
@@ -193,14 +208,15 @@ class SpikingLM(nnx.Module):
 class DenseBlock(nnx.Module):
     """Pre-LayerNorm transformer block: causal ``jax.nn.dot_product_attention`` + GELU MLP, ``[B, L, D]``."""
 
-    def __init__(self, width, heads, mlp_ratio, *, ffn="dense", moe_kw=None, rngs):
-        d = width
-        self.heads = heads
-        self.ln1, self.ln2 = nnx.LayerNorm(d, rngs=rngs), nnx.LayerNorm(d, rngs=rngs)
-        self.wq, self.wk, self.wv, self.wo = (nnx.Linear(d, d, rngs=rngs) for _ in range(4))
-        self.moe = _moe(ffn, d, d * mlp_ratio, moe_kw or {}, rngs)
+    def __init__(self, width, heads, mlp_ratio, *, ffn="dense", moe_kw=None, dtype=jnp.float32, attention="xla",
+                 rngs):
+        d, h = width, width * mlp_ratio
+        self.heads, self.attention = heads, attention
+        self.ln1, self.ln2 = _norm(d, rngs), _norm(d, rngs)
+        self.wq, self.wk, self.wv, self.wo = (nnx.Linear(d, d, dtype=dtype, rngs=rngs) for _ in range(4))
+        self.moe = _moe(ffn, d, h, {**(moe_kw or {}), "dtype": dtype}, rngs)
         if self.moe is None:
-            self.w1, self.w2 = nnx.Linear(d, d * mlp_ratio, rngs=rngs), nnx.Linear(d * mlp_ratio, d, rngs=rngs)
+            self.w1, self.w2 = nnx.Linear(d, h, dtype=dtype, rngs=rngs), nnx.Linear(h, d, dtype=dtype, rngs=rngs)
 
     def __call__(self, x):
         """``x [B, L, D]`` -> ``[B, L, D]``: ``x + attend(ln1 x)``, then ``x + mlp(ln2 x)``."""
@@ -215,7 +231,8 @@ class DenseBlock(nnx.Module):
         """Causal multi-head softmax attention of ``h [B, L, D]`` -> ``[B, L, D]`` (output projection included)."""
         b, length, d = h.shape
         q, k, v = (w(h).reshape(b, length, self.heads, d // self.heads) for w in (self.wq, self.wk, self.wv))
-        a = jax.nn.dot_product_attention(q, k, v, is_causal=True).reshape(b, length, d)
+        a = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=self.attention)
+        a = a.reshape(b, length, d)
         trace(self, wq=h, wk=h, wv=h, wo=a, qk=q, av=v, softmax=q)
         return self.wo(a)
 
@@ -232,17 +249,18 @@ class DenseLM(nnx.Module):
     """Standard pre-LayerNorm causal transformer LM. Tokens ``[B, L]`` -> logits ``[B, L, vocab]``."""
 
     def __init__(self, *, vocab: int = 256, width: int = 128, depth: int = 2, heads: int = 4, seq_len: int = 128,
-                 mlp_ratio: int = 4, ffn: str = "dense", rngs: nnx.Rngs, **moe_kw):
+                 mlp_ratio: int = 4, ffn: str = "dense", dtype: str = "float32", attention: str = "xla",
+                 rngs: nnx.Rngs, **moe_kw):
         if width % heads or depth < 1:
             raise ValueError(f"width/heads/depth: {width}/{heads}/{depth} not allowed; width must divide by heads")
         self.width, self.depth, self.heads, self.seq_len, self.vocab = width, depth, heads, seq_len, vocab
         self.mlp_ratio = mlp_ratio
         self.embed = _Embedding(vocab, width, seq_len, rngs=rngs)
-        self.ffn = ffn
-        self.blocks = nnx.List([DenseBlock(width, heads, mlp_ratio, ffn=ffn, moe_kw=moe_kw, rngs=rngs)
-                                for _ in range(depth)])
-        self.ln_f = nnx.LayerNorm(width, rngs=rngs)
-        self.head = nnx.Linear(width, vocab, rngs=rngs)
+        self.ffn, self.dtype, self.attention = ffn, dtype, attention
+        self.blocks = nnx.List([DenseBlock(width, heads, mlp_ratio, ffn=ffn, moe_kw=moe_kw, dtype=DTYPES[dtype],
+                                           attention=attention, rngs=rngs) for _ in range(depth)])
+        self.ln_f = _norm(width, rngs)
+        self.head = nnx.Linear(width, vocab, dtype=DTYPES[dtype], rngs=rngs)
 
     def __call__(self, tokens):
         """``tokens [B, L]`` -> logits ``[B, L, vocab]``."""

@@ -59,10 +59,11 @@ class TextConfig:
 
 
 @dataclasses.dataclass
-class DenseLMConfig:
+class LMConfig:
     """Width, depth, heads, MLP ratio; ``ffn = "moe"``: every MLP becomes ``experts`` MLPs of the same shape, of
     which ``top_k`` run per token (``capacity_factor <= 0``: dropless); ``balance``: the Switch balance loss
-    (``balance_weight``), the aux-loss-free bias (``bias_rate``) or none; ``z_loss_weight``: ST-MoE's z-loss."""
+    (``balance_weight``), the aux-loss-free bias (``bias_rate``) or none; ``z_loss_weight``: ST-MoE's z-loss.
+    ``dtype``: the compute type (parameters, optimizer state, norms, softmax, router and loss stay float32)."""
 
     width: int = 128
     depth: int = 2
@@ -76,6 +77,7 @@ class DenseLMConfig:
     balance_weight: float = 1e-2
     z_loss_weight: float = 1e-3
     bias_rate: float = 1e-3
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
     def __post_init__(self):
         if self.width < 1 or self.depth < 1 or self.heads < 1 or self.width % self.heads:
@@ -93,7 +95,21 @@ class DenseLMConfig:
 
 
 @dataclasses.dataclass
-class SpikingLMConfig(DenseLMConfig):
+class DenseLMConfig(LMConfig):
+    """``LMConfig`` + ``attention``: the ``jax.nn.dot_product_attention`` implementation ("cudnn": GPU, 16-bit)."""
+
+    attention: Literal["xla", "cudnn"] = "xla"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.attention == "cudnn" and (jax.default_backend() != "gpu" or self.dtype == "float32"):
+            raise ValueError(f"attention: 'cudnn' is not allowed with dtype {self.dtype} on the "
+                             f"{jax.default_backend()} backend; cuDNN attention needs a GPU and dtype bfloat16 or "
+                             "float16 (use 'xla')")
+
+
+@dataclasses.dataclass
+class SpikingLMConfig(LMConfig):
     timesteps: int = 4
     spike_placement: Literal["pre", "post"] = "pre"  # "pre": spikes feed every Linear; "post": after each (SpikeGPT)
     neuron: Literal[tuple(NEURONS)] = "lif"
