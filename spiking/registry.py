@@ -9,6 +9,11 @@
   auxiliary losses (balance and router z-loss, as weighted in the model config) to the cross-entropy, and the
   hook ``moe_routing`` reports per-expert load, load entropy / log E, max / mean load, the dropped fraction, and
   total and active parameters per token at every evaluation ({} for a dense-FFN model).
+* model ``distill`` (``spiking.distill``): a student LM (``student`` = "dense_lm" | "spiking_lm" |
+  "spiking_lm_twin" with that model's fields) trained with ``kd_loss`` against the finished run ``teacher`` (a run
+  directory, restored by ``experiments.load_run`` and frozen); hook ``distill``: teacher and student bits/char on
+  the evaluation batches, the share of the teacher's quality kept, (H_unigram − bpc_student) / (H_unigram −
+  bpc_teacher), and both models' inference time per token measured in this process (plus the student's energy).
 * hook ``spiking_energy`` (declared by all three models): op and energy accounting from the spike tensors measured
   on the evaluation batches (``spiking.energy``): per-layer firing rates, MACs and ACs per token, energy per
   token under the published convention, the strict count (45 nm and Loihi) and the matched dense model's MACs,
@@ -33,6 +38,7 @@ from experiments.registry import register_hook, register_model, register_task
 from experiments.task import Task
 from spiking import data as text_data
 from spiking import energy
+from spiking.distill import DIRECTIONS, Distill
 from spiking.layers import TWIN_ACTIVATIONS
 from spiking.lm import DenseLM, SpikingLM
 from spiking.moe import MoEFeedForward, MoEStats
@@ -140,27 +146,32 @@ def _sown(stats) -> dict[str, list]:
 
 
 def lm_loss(model, batch, key, train):
-    """Next-byte cross-entropy (+ the mixture-of-experts layers' weighted auxiliary losses, when there are any).
+    """Next-byte cross-entropy (+ the mixture-of-experts layers' weighted auxiliary losses, when there are any);
+    for a ``Distill`` model the objective is its student's ``kd_loss`` against the teacher instead.
 
-    ``batch["tokens"] [B, L + 1]``; returns (loss, metrics) as scalars; the metric ``loss`` is the cross-entropy."""
+    ``batch["tokens"] [B, L + 1]``; returns (objective, metrics) as scalars; the metric ``loss`` is the
+    (student's) cross-entropy, so bits_per_char always means the same thing."""
     del key, train
-    tokens = batch["tokens"]
-    if has_moe(model):
-        logits, stats = nnx.capture(model, MoEStats)(tokens[:, :-1])
+    inputs, targets = batch["tokens"][:, :-1], batch["tokens"][:, 1:]
+    lm = model.student if isinstance(model, Distill) else model
+    if has_moe(lm):
+        logits, stats = nnx.capture(lm, MoEStats)(inputs)
     else:
-        logits, stats = model(tokens[:, :-1]), nnx.State({})
+        logits, stats = lm(inputs), nnx.State({})
     logits = logits.astype(jnp.float32)
-    targets = tokens[:, 1:]
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
     acc = (jnp.argmax(logits, -1) == targets).mean()
     metrics = {"loss": loss, "bits_per_char": loss / math.log(2.0), "perplexity": jnp.exp(loss), "accuracy": acc}
+    objective = loss
+    if isinstance(model, Distill):
+        objective = metrics["kd_loss"] = model.loss(inputs, targets, logits)
     sown = _sown(stats)
     if not sown:
-        return loss, metrics
+        return objective, metrics
     aux = sum(sown["aux_loss"])
     metrics.update(aux_loss=aux, balance_loss=jnp.mean(jnp.stack(sown["balance_loss"])),
                    z_loss=jnp.mean(jnp.stack(sown["z_loss"])), dropped=jnp.mean(jnp.stack(sown["dropped"])))
-    return loss + aux, metrics
+    return objective + aux, metrics
 
 
 def _sample(train_data, key, batch_size, *, seq_len):
@@ -300,3 +311,94 @@ def measure_routing(model, batches) -> dict[str, float]:
 @register_hook("moe_routing", doc="mixture-of-experts load per expert, load entropy, max load, drops, params")
 def moe_routing(ctx) -> dict[str, float]:
     return measure_routing(ctx.model, ctx.eval_batches)
+
+
+@dataclasses.dataclass
+class DistillConfig(SpikingLMConfig):
+    """The student's fields (those of ``student``'s config; the others are ignored), the teacher's run directory,
+    and ``kd_loss``'s ``alpha``, ``temperature`` and ``direction``."""
+
+    teacher: str = ""
+    student: Literal["dense_lm", "spiking_lm", "spiking_lm_twin"] = "dense_lm"
+    attention: Literal["xla", "cudnn"] = "xla"
+    alpha: float = 0.5
+    temperature: float = 2.0
+    direction: Literal[DIRECTIONS] = "forward"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.teacher:
+            raise ValueError("teacher: '' is not allowed; give the directory of a finished LM run")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha: {self.alpha} is not allowed; use 0 <= alpha <= 1")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature: {self.temperature} is not allowed; use a value > 0")
+        if self.student == "dense_lm":
+            self.student_config()  # the dense student's own checks (attention)
+
+    def student_config(self):
+        cls = DenseLMConfig if self.student == "dense_lm" else SpikingLMConfig
+        return cls(**{f.name: getattr(self, f.name) for f in dataclasses.fields(cls)})
+
+
+@register_model("distill", config=DistillConfig, hooks=("distill",),
+                doc="a student LM trained by kd_loss against a finished run's frozen LM (model.teacher)")
+def distill(cfg: DistillConfig, *, task, rngs):
+    import experiments
+
+    teacher, _ = experiments.load_run(cfg.teacher, key="model.teacher")
+    student = _STUDENTS[cfg.student](cfg.student_config(), task=task, rngs=rngs)
+    return Distill(student, experiments.frozen(teacher), alpha=cfg.alpha, temperature=cfg.temperature,
+                   direction=cfg.direction)
+
+
+_STUDENTS = {"dense_lm": dense_lm, "spiking_lm": spiking_lm, "spiking_lm_twin": spiking_lm_twin}
+
+
+def _per_token_time(module, batches, repeats: int = 3) -> float:
+    """Seconds per token of ``module``'s jitted forward over ``batches`` (best of ``repeats``, after a warm-up)."""
+    import time
+
+    graphdef, state = nnx.split(module)
+    fwd = jax.jit(lambda s, t: nnx.merge(graphdef, s)(t))
+    toks = [jnp.asarray(b["tokens"])[:, :-1] for b in batches]
+    jax.block_until_ready(fwd(state, toks[0]))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for t in toks:
+            jax.block_until_ready(fwd(state, t))
+        best = min(best, time.perf_counter() - t0)
+    return best / sum(t.size for t in toks)
+
+
+def measure_distill(model: Distill, batches, unigram_bits: float) -> dict[str, float]:
+    """Teacher and student bits/char over ``batches``, the share of the teacher's quality kept over the unigram
+    baseline, and each model's inference time per token (same batches, same process, best of 3)."""
+    @jax.jit
+    def bits(state_s, state_t, tokens):
+        m = nnx.merge(graphdef, state_s)
+        t = nnx.merge(graphdef_t, state_t)
+        out = []
+        for lm in (m, t):
+            logits = lm(tokens[:, :-1]).astype(jnp.float32)
+            out.append(optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean() / math.log(2))
+        return jnp.stack(out)
+
+    graphdef, state = nnx.split(model.student)
+    model.teacher.eval()
+    graphdef_t, state_t = nnx.split(model.teacher)
+    per = np.mean([np.asarray(bits(state, state_t, jnp.asarray(b["tokens"]))) for b in batches], axis=0)
+    t_student, t_teacher = _per_token_time(model.student, batches), _per_token_time(model.teacher, batches)
+    return {"student_bits_per_char": float(per[0]), "teacher_bits_per_char": float(per[1]),
+            "teacher_quality_kept": float((unigram_bits - per[0]) / (unigram_bits - per[1])),
+            "student_s_per_token": t_student, "teacher_s_per_token": t_teacher,
+            "student_vs_teacher_time": t_student / t_teacher}
+
+
+@register_hook("distill", doc="teacher quality kept over unigram, student/teacher inference time, student energy")
+def distill_hook(ctx) -> dict[str, float]:
+    out = measure_distill(ctx.model, ctx.eval_batches, float(ctx.task.spec["unigram_bits"]))
+    out.update(measure_energy(ctx.model.student, ctx.eval_batches))
+    out.update(measure_routing(ctx.model.student, ctx.eval_batches))
+    return out
