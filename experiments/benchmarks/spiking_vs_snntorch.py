@@ -11,6 +11,12 @@ spinning threads can be many times slower than one thread); JAX runs three varia
   folded + vjp    ONE matmul, then ``spiking.lif``'s hand-written custom_vjp (elementwise forward scan; backward
                   = one reverse FMA recurrence), the default path of ``spiking.SpikingDense``
 
+A second peer, spyx (Heckel and Nowotny, "Spyx: a library for just-in-time compiled optimization of spiking neural
+networks", arXiv:2402.18994; the JAX SNN library on PyPI; 1.0.0 is Flax NNX and installs with jax 0.10.2), runs
+its usual pattern: a ``lax.scan`` over T of the Linear and ``spyx.nn.LIF`` (β = 0.9, θ = 1, ``spyx.axn.arctan``
+surrogate; spyx's LIF fires from the membrane before the step's input, so its spike trains differ from snntorch's
+by that convention: the work per step is the same). It is skipped with a note when spyx is not installed.
+
 Timings are medians of ``--repeats`` alternating runs (JAX and torch interleaved, so background load hits both).
 With ``--lm`` it also measures the spiking LM's training step (``spiking.lm.SpikingLM`` + Adam): its useful FLOP/s,
 from XLA's ``cost_analysis()["flops"]``, as a fraction of a large matmul's FLOP/s measured in the same run.
@@ -68,6 +74,31 @@ def jax_steps(n: int, t: int):
     return {k: jax.jit(jax.value_and_grad(f)) for k, f in fns.items()}
 
 
+def spyx_step(n: int, t: int):
+    """spyx's Linear + LIF per-step scan as a jitted ``(params, x) -> (loss, grads)``, or None without spyx."""
+    try:
+        import spyx
+    except ImportError:
+        return None
+    from flax import nnx
+
+    neuron = spyx.nn.LIF((n,), beta=BETA, threshold=THRESHOLD, activation=spyx.axn.arctan(), rngs=nnx.Rngs(0))
+    graphdef, state = nnx.split(neuron)
+
+    def loss(params, x):
+        w, b = params
+        lif_ = nnx.merge(graphdef, state)
+
+        def step(v, xt):
+            s, v = lif_(xt @ w + b, v)
+            return v, s
+
+        _, s = jax.lax.scan(step, lif_.initial_state(x.shape[1]), x)
+        return s.sum()
+
+    return jax.jit(jax.value_and_grad(loss))
+
+
 def torch_step(n: int, t: int):
     import snntorch as snn
     import torch
@@ -106,6 +137,11 @@ def bench_size(n: int, t: int, repeats: int, variants: list[str], threads: list[
     b = jnp.zeros((n,), jnp.float32)
     x = jnp.asarray(x_np)
     steps = {k: v for k, v in jax_steps(n, t).items() if k in variants}
+    peer = spyx_step(n, t) if "spyx" in variants else None
+    if peer is not None:
+        steps["spyx"] = peer
+    elif "spyx" in variants:
+        print("spyx is not installed (pip install spyx): the spyx peer is skipped")
     compile_s, losses = {}, {}
     for name, f in steps.items():
         t0 = time.perf_counter()
@@ -134,8 +170,10 @@ def bench_size(n: int, t: int, repeats: int, variants: list[str], threads: list[
     for name in torch_names:
         print(f"  {name:24s} {med[name] * 1e3:10.1f} ms")
     for name in steps:
-        print(f"  {'jax ' + name:24s} {med[name] * 1e3:10.1f} ms   speed-up x{med['snntorch'] / med[name]:6.2f} "
-              f"over the faster snntorch   (compile {compile_s[name]:.2f} s, spikes {losses[name]:.0f})")
+        label = name if name == "spyx" else "jax " + name
+        vs_spyx = f", x{med['spyx'] / med[name]:5.2f} over spyx" if "spyx" in med and name != "spyx" else ""
+        print(f"  {label:24s} {med[name] * 1e3:10.1f} ms   speed-up x{med['snntorch'] / med[name]:6.2f} "
+              f"over the faster snntorch{vs_spyx}   (compile {compile_s[name]:.2f} s, spikes {losses[name]:.0f})")
     return med
 
 
@@ -185,7 +223,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="1024x200,4096x100", help="comma-separated NxT")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--variants", default="per-step scan,folded + scan,folded + vjp")
+    p.add_argument("--variants", default="per-step scan,folded + scan,folded + vjp,spyx")
     p.add_argument("--torch-threads", default="1,all", help="comma-separated torch thread counts to time")
     p.add_argument("--xla-single-thread", action="store_true", help="run XLA's CPU backend on one thread")
     p.add_argument("--lm", action="store_true", help="also measure the spiking LM step against a large matmul")
@@ -198,8 +236,13 @@ def main():
     args = p.parse_args()
     import torch
     dev = jax.devices()[0]
+    try:
+        from importlib.metadata import version
+        spyx_version = f"spyx {version('spyx')}"
+    except Exception:
+        spyx_version = "no spyx"
     print(f"machine: jax {jax.__version__} on {dev.platform} ({dev.device_kind}), {os.cpu_count()} CPUs; "
-          f"torch {torch.__version__}; load average "
+          f"torch {torch.__version__}; {spyx_version}; load average "
           f"{os.getloadavg()[0]:.1f}")
     variants = [v.strip() for v in args.variants.split(",")]
     # torch's threads spin under load: by default time 1 thread and all cores, and keep the faster as the baseline
