@@ -249,6 +249,8 @@ class Tap(nnx.Module):
 
     in_features = property(lambda self: self.linear.in_features)
     out_features = property(lambda self: self.linear.out_features)
+    kernel = property(lambda self: self.linear.kernel)
+    bias = property(lambda self: self.linear.bias)
 
     def __call__(self, x):
         flat = x.reshape(-1, x.shape[-1]).astype(jnp.float32)

@@ -111,8 +111,11 @@ class QuantInput(nnx.Module):
         self.linear = linear
         self.scale = _Scale(jnp.asarray(scale, jnp.float32))
 
+    # read like a Linear by code that inspects one (the energy accounting reads ``kernel`` for the fan-out)
     in_features = property(lambda self: self.linear.in_features)
     out_features = property(lambda self: self.linear.out_features)
+    kernel = property(lambda self: self.linear.kernel)
+    bias = property(lambda self: self.linear.bias)
 
     def __call__(self, x):
         return self.linear(fake_quant(x, self.scale[...], "int8").astype(x.dtype))

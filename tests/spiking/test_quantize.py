@@ -138,6 +138,7 @@ def test_int8_inputs_pass_spikes_unchanged():
     tokens = calib[0]
     run = lambda m: np.asarray(nnx.jit(lambda m, t: m(t))(m, tokens))
     np.testing.assert_allclose(run(both), run(w_only), atol=1e-4)
+    assert both.blocks[0].wq.kernel is both.blocks[0].wq.linear.kernel  # read like a Linear (energy's fan-out)
     with pytest.raises(ValueError, match="calib_batches: none given"):
         quantize.quantize_lm(model, weights="int8", activations="int8")
 
