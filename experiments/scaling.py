@@ -1,0 +1,162 @@
+"""Loss against compute: power-law fits with bootstrap CIs, and a lever's gain as a compute multiplier.
+
+``fit_power_law`` fits L(C) = E + A·C^(−α) the way Hoffmann et al. 2022 ("Training Compute-Optimal Large Language
+Models", approach 3) fit their parametric loss: a Huber loss (δ = 1e-3) on log L, minimised by L-BFGS from a grid of
+starting points, the best end point kept. Compute is normalised by its geometric mean inside the fit, so the
+optimiser sees numbers near 1 whatever the FLOP scale. ``bootstrap_fit`` resamples the seeds within each size for
+95% CIs on E, A and α (Kaplan et al. 2020 quote α_C ≈ 0.05 for compute). ``compute_multiplier`` states a lever's
+result the way Clark et al. 2022 ("Unified Scaling Laws for Routed Language Models") state a routed model's gain: the
+dense compute that reaches the same loss on the dense fit, divided by the lever's compute. This module reads numbers
+only; it never imports a model path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+
+import numpy as np
+
+HUBER_DELTA = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class PowerLaw:
+    """L(C) = E + A·C^(−α); ``log_A`` is kept too, since A alone overflows for steep fits at large C."""
+
+    E: float
+    log_A: float
+    alpha: float
+
+    @property
+    def A(self) -> float:
+        return math.exp(self.log_A) if self.log_A < 700 else math.inf
+
+    def __call__(self, compute):
+        return self.E + np.exp(self.log_A - self.alpha * np.log(np.asarray(compute, dtype=float)))
+
+    def compute_for(self, loss: float) -> float:
+        """The compute at which the curve reaches ``loss``; ``inf`` at or below the floor E."""
+        if loss <= self.E:
+            return math.inf
+        return math.exp((self.log_A - math.log(loss - self.E)) / self.alpha)
+
+
+def _huber(r, delta=HUBER_DELTA):
+    a = np.abs(r)
+    return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+
+
+def _objective(theta, x, log_loss):
+    """Huber on log L of the normalised fit: theta = (e, a, alpha), L = exp(e) + exp(a − alpha·x)."""
+    e, a, alpha = theta
+    log_pred = np.logaddexp(e, a - alpha * x)
+    r = log_pred - log_loss
+    # gradient of sum huber(r) through logaddexp
+    w = np.clip(r, -HUBER_DELTA, HUBER_DELTA)  # d huber / d r
+    p_e = np.exp(e - log_pred)
+    p_a = 1.0 - p_e
+    grad = np.array([np.sum(w * p_e), np.sum(w * p_a), np.sum(w * p_a * -x)])
+    # Divided by delta, so the optimiser's tolerances see gradients of order 1, not of order delta.
+    return float(np.sum(_huber(r))) / HUBER_DELTA, grad / HUBER_DELTA
+
+
+def fit_power_law(compute, loss, *, start: PowerLaw | None = None) -> PowerLaw:
+    """The L(C) = E + A·C^(−α) fit of points ``compute [N]``, ``loss [N]`` (N ≥ 3, all > 0): the best of L-BFGS
+    runs from a grid of starting points, or from ``start`` alone (a bootstrap replicate starts at the full fit)."""
+    from scipy.optimize import minimize
+
+    c, y = np.asarray(compute, dtype=float), np.asarray(loss, dtype=float)
+    if c.shape != y.shape or c.ndim != 1 or len(c) < 3 or np.any(c <= 0) or np.any(y <= 0):
+        raise ValueError(f"compute, loss: {len(c)} points is not allowed; give >= 3 matching positive values")
+    log_c0 = float(np.mean(np.log(c)))
+    x, log_y = np.log(c) - log_c0, np.log(y)
+    if start is not None:
+        starts = [(math.log(max(start.E, 1e-12)), start.log_A - start.alpha * log_c0, start.alpha)]
+    else:
+        starts = []
+        for floor, alpha in itertools.product((0.0, 0.5, 0.9), (0.05, 0.3, 1.0)):
+            e0 = math.log(max(floor * y.min(), 1e-6 * y.min()))
+            starts.append((e0, math.log(max(np.mean(y) - math.exp(e0), 1e-6 * y.min())), alpha))
+    best = None
+    for theta in starts:
+        res = minimize(_objective, np.array(theta), args=(x, log_y), jac=True, method="L-BFGS-B",
+                       bounds=[(None, None), (None, None), (1e-4, 10.0)])
+        if best is None or res.fun < best.fun:
+            best = res
+    e, a, alpha = best.x
+    return PowerLaw(E=float(math.exp(e)), log_A=float(a + alpha * log_c0), alpha=float(alpha))
+
+
+def _ci(values) -> tuple[float, float]:
+    v = np.asarray([x for x in values if np.isfinite(x)])
+    if v.size == 0:
+        return math.nan, math.nan
+    return float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))
+
+
+@dataclasses.dataclass
+class BootstrapFit:
+    """The fit on all points and ``n_boot`` refits on seeds resampled within each size; ``ci`` gives 95%
+    percentile intervals of E, A (as log A) and alpha."""
+
+    fit: PowerLaw
+    fits: list
+
+    def ci(self, name: str) -> tuple[float, float]:
+        return _ci([getattr(f, name) for f in self.fits])
+
+
+def bootstrap_fit(points, n_boot: int = 200, seed: int = 0) -> BootstrapFit:
+    """``points``: ``(size, compute, loss)`` per run (a size holds the seeds of one model size). Each replicate
+    draws, for every size, as many runs as it has, with replacement, and refits."""
+    points = [(s, float(c), float(y)) for s, c, y in points]
+    sizes: dict = {}
+    for s, c, y in points:
+        sizes.setdefault(s, []).append((c, y))
+    rng = np.random.default_rng(seed)
+    full = fit_power_law([c for _, c, _ in points], [y for _, _, y in points])
+    fits = []
+    for _ in range(n_boot):
+        drawn = [runs[i] for runs in sizes.values() for i in rng.integers(0, len(runs), len(runs))]
+        fits.append(fit_power_law([c for c, _ in drawn], [y for _, y in drawn], start=full))
+    return BootstrapFit(full, fits)
+
+
+def compute_multiplier(dense: BootstrapFit | PowerLaw, compute: float, loss: float) -> dict:
+    """The dense compute that reaches ``loss`` on the dense fit, over ``compute``: > 1 means the lever saves
+    compute. With a BootstrapFit, a 95% CI from its refits. A loss at or below the fit's floor E has no dense
+    equivalent on the curve: the result says so (``below_floor``) instead of extrapolating a number."""
+    fit = dense.fit if isinstance(dense, BootstrapFit) else dense
+    out = {"multiplier": math.nan, "ci": (math.nan, math.nan), "below_floor": loss <= fit.E, "dense_compute": None}
+    if out["below_floor"]:
+        out["note"] = f"loss {loss:.4g} is at or below the dense fit's floor E = {fit.E:.4g}; no dense compute reaches it"
+        return out
+    out["dense_compute"] = fit.compute_for(loss)
+    out["multiplier"] = out["dense_compute"] / compute
+    if isinstance(dense, BootstrapFit):
+        out["ci"] = _ci([f.compute_for(loss) / compute for f in dense.fits])
+    return out
+
+
+def local_exponents(compute, loss) -> dict:
+    """α fitted on the lower and on the upper half of the compute range (by median compute): does it flatten?"""
+    c, y = np.asarray(compute, dtype=float), np.asarray(loss, dtype=float)
+    mid = np.median(c)
+    low, high = c <= mid, c >= mid
+    return {"alpha_lower": fit_power_law(c[low], y[low]).alpha, "alpha_upper": fit_power_law(c[high], y[high]).alpha}
+
+
+def training_compute(summary: dict, config: dict) -> dict:
+    """Training FLOPs two ways, each named: XLA's per-step cost analysis × steps, and 6 · active parameters ·
+    tokens (Kaplan et al. 2020), where a run records ``active_params`` and ``tokens_per_example``."""
+    out = {}
+    if summary.get("flops_per_step"):
+        out["flops_cost_analysis"] = float(summary["flops_per_step"]) * summary["steps"]
+    final = summary.get("final", {})
+    active = final.get("active_params") or summary.get("param_count")
+    tokens = final.get("tokens_per_example")
+    if active and tokens:
+        out["flops_6nd"] = 6.0 * active * tokens * summary.get("examples_seen", 0)
+    return out

@@ -1,0 +1,56 @@
+"""Scaling fits: a known power law recovered from noisy points within its bootstrap CI; multipliers."""
+
+import math
+
+import numpy as np
+import pytest
+
+from experiments.scaling import PowerLaw, bootstrap_fit, compute_multiplier, fit_power_law, local_exponents
+
+TRUE = PowerLaw(E=1.6, log_A=math.log(40.0), alpha=0.15)
+SIZES = np.logspace(9, 13, 6)
+
+
+def _points(noise=0.01, seeds=3, law=TRUE):
+    rng = np.random.default_rng(0)
+    return [(i, c, float(law(c)) * math.exp(noise * rng.standard_normal())) for i, c in enumerate(SIZES)
+            for _ in range(seeds)]
+
+
+def test_exact_points_give_the_exact_law():
+    fit = fit_power_law(SIZES, TRUE(SIZES))
+    assert fit.alpha == pytest.approx(0.15, rel=1e-3) and fit.E == pytest.approx(1.6, rel=1e-3)
+    assert fit.A == pytest.approx(40.0, rel=1e-2)
+
+
+def test_noisy_points_recover_the_law_within_the_bootstrap_ci():
+    boot = bootstrap_fit(_points(), n_boot=40, seed=0)
+    for name, true in (("alpha", TRUE.alpha), ("E", TRUE.E), ("log_A", TRUE.log_A)):
+        lo, hi = boot.ci(name)
+        assert lo <= true <= hi, (name, lo, true, hi)
+    assert boot.ci("alpha")[1] - boot.ci("alpha")[0] < 0.1  # informative, not everything
+
+
+def test_multiplier_is_one_on_the_dense_curve_and_measures_a_shift():
+    fit = fit_power_law(SIZES, TRUE(SIZES))
+    for c in SIZES:
+        assert compute_multiplier(fit, c, float(fit(c)))["multiplier"] == pytest.approx(1.0, rel=1e-9)
+    # A lever that reaches at C the loss dense reaches at 4C is worth 4x.
+    assert compute_multiplier(fit, 1e10, float(fit(4e10)))["multiplier"] == pytest.approx(4.0, rel=1e-9)
+    below = compute_multiplier(fit, 1e10, fit.E * 0.99)
+    assert below["below_floor"] and math.isnan(below["multiplier"]) and "floor" in below["note"]
+    boot = bootstrap_fit(_points(), n_boot=20)
+    m = compute_multiplier(boot, 1e11, float(TRUE(4e11)))  # from noisy points: near 4, with an interval
+    assert m["ci"][0] <= m["multiplier"] <= m["ci"][1] and abs(m["multiplier"] - 4.0) < 0.6
+
+
+def test_local_exponent_flattens_when_the_law_bends():
+    c = np.logspace(8, 14, 12)
+    bent = np.where(c < 1e11, 1.6 + 40 * c ** -0.2, 1.6 + 40 * 1e11 ** -0.2 * (c / 1e11) ** -0.05)
+    local = local_exponents(c, bent)
+    assert local["alpha_lower"] > local["alpha_upper"] + 0.05
+
+
+def test_bad_points_are_refused():
+    with pytest.raises(ValueError, match="compute, loss"):
+        fit_power_law([1.0, 2.0], [1.0, 0.5])
