@@ -9,7 +9,6 @@ replicated over a ``data`` mesh of every visible device; batches are sharded ove
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 import jax
@@ -59,11 +58,16 @@ class Built:
     eval_key: jax.Array
     batch_sharding: NamedSharding
     replicated: NamedSharding
+    eval_step: Any = None
 
 
 def replicate(tree, sharding):
     """Global arrays replicated over the mesh (works on one host and across hosts)."""
     def put(x):
+        if jax.process_count() > 1 and isinstance(x, jax.Array) and x.is_fully_addressable:
+            if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):  # several hosts: each builds its shards from its copy
+                return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+            x = np.asarray(x)
         x = np.asarray(x) if not isinstance(x, jax.Array) else x
         if isinstance(x, jax.Array) and (jnp.issubdtype(x.dtype, jax.dtypes.prng_key) or x.is_fully_addressable):
             return jax.device_put(x, sharding)
@@ -116,7 +120,8 @@ def build(config: Config, make_tx) -> Built:
     state = {"params": params, "rest": rest, "opt_state": tx.init(params), "step": jnp.int32(0), "key": train_key}
     state = unalias(replicate(state, replicated))  # donation needs one buffer per leaf
     return Built(task, tx, graphdef, state, replicate(frozen, replicated), replicate(task.train_data, replicated),
-                 eval_batches(task, config, replicated), eval_key, NamedSharding(mesh, P("data")), replicated)
+                 eval_batches(task, config, replicated), eval_key, NamedSharding(mesh, P("data")), replicated,
+                 make_eval_step(graphdef, task.loss))
 
 
 def eval_batches(task, config: Config, sharding) -> list:
@@ -134,20 +139,27 @@ def hook_names(config: Config) -> list[str]:
     return list(dict.fromkeys(names + list(config.hooks)))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _eval_step(graphdef, loss, params, frozen, rest, batch, key):
-    return loss(merge(graphdef, params, frozen, rest, train=False), batch, key, False)[1]
+def make_eval_step(graphdef, loss):
+    """The jitted ``(params, frozen, rest, batch, key) -> metrics`` of one model structure (compiled once; a
+    closure rather than a static argument, since a graph definition need not be hashable)."""
+    @jax.jit
+    def eval_step(params, frozen, rest, batch, key):
+        return loss(merge(graphdef, params, frozen, rest, train=False), batch, key, False)[1]
+
+    return eval_step
 
 
 def evaluate(model, task, config: Config, batches: list, key, *, step: int, final: bool = False,
-             opt_state=None) -> dict:
+             opt_state=None, eval_step=None) -> dict:
     """The task's metrics over ``batches`` (means weighted by batch size; the task's ``counts`` summed), then every
-    hook's, then the optimizer's counters. ``model`` is any NNX model the task accepts (trained or transformed)."""
+    hook's, then the optimizer's counters. ``model`` is any NNX model the task accepts (trained or transformed);
+    ``eval_step`` (from ``make_eval_step``) reuses a compiled evaluation of the same structure."""
     graphdef, params, frozen, rest = split(model)
+    eval_step = eval_step or make_eval_step(graphdef, task.loss)
     totals, count = {}, 0
     for i, batch in enumerate(batches):
         n = jax.tree.leaves(batch)[0].shape[0]
-        out = _eval_step(graphdef, task.loss, params, frozen, rest, batch, jax.random.fold_in(key, i))
+        out = eval_step(params, frozen, rest, batch, jax.random.fold_in(key, i))
         for k, v in out.items():
             totals[k] = totals.get(k, 0.0) + float(v) * (1 if k in task.counts else n)
         count += n

@@ -291,7 +291,7 @@ def model_of(state, built: Built):
 
 def evaluate_state(state, step: int, config: Config, built: Built, final: bool = False) -> dict:
     return evaluate(model_of(state, built), built.task, config, built.eval_batches, built.eval_key, step=step,
-                    final=final, opt_state=state["opt_state"])
+                    final=final, opt_state=state["opt_state"], eval_step=built.eval_step)
 
 
 def resume(ckpt: Checkpointer, writer: M.MetricsWriter, state):

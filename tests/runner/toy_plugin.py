@@ -26,6 +26,7 @@ def toy_prune(cfg, model, task, *, key):
             w = node.kernel.get_value()
             cut = jnp.quantile(jnp.abs(w), cfg.sparsity)
             node.kernel.set_value(jnp.where(jnp.abs(w) < cut, 0.0, w) if cfg.sparsity else w)
+    model.post_info = {"sparsity": cfg.sparsity}  # a plain dict: the graph definition is no longer hashable
     return model
 
 
