@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[torch,nir,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[torch,nir,dev,cluster]'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -47,6 +47,17 @@ def main(argv=None) -> int:
     p.add_argument("--workdir")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    p.add_argument("--jobs", type=int, help="runs at once (local default 1: one after another in this process; "
+                   "N: N processes, each on its own GPUs, TPU chips or CPU cores)")
+    p.add_argument("--launcher", default="local", choices=("local", "ray", "slurm"),
+                   help="where runs execute: this machine, a Ray cluster, a SLURM job array (needs the cluster extra)")
+    p.add_argument("--address", help="ray: the cluster's address (default: RAY_ADDRESS or a local cluster)")
+    p.add_argument("--gpus-per-run", type=float, help="ray/slurm: GPUs a run asks for (default 1)")
+    p.add_argument("--cpus-per-run", type=float, help="ray/slurm: CPUs a run asks for (alone: a CPU-only run)")
+    p.add_argument("--partition", help="slurm: the partition")
+    p.add_argument("--time", type=int, metavar="MINUTES", help="slurm: time limit of a run (default 60)")
+    p.add_argument("--slurm-option", action="append", metavar="KEY=VALUE",
+                   help="slurm: passed to submitit as slurm_KEY (account, qos, constraint, mem, ...); repeatable")
     p = sub.add_parser("evaluate", help="rerun post-training stages on a finished run (its config's, or post=...)")
     p.add_argument("run_dir")
     p.add_argument("overrides", nargs="*", help="post='[{name=\"prune\", sparsity=[0.5, 0.9]}]'")
@@ -117,13 +128,21 @@ def _dispatch(args) -> int:
         return 0
     workdir = args.workdir or str(Path("runs") / Path(args.config).stem)
     if args.command == "sweep":
-        from experiments.sweep import plan, run_sweep
+        from experiments.launchers import make_launcher, parse_options
+        from experiments.sweep import SweepFailed, plan, run_sweep
 
         if args.dry_run:
             for name, _ in plan(args.config, args.overrides):
                 print(name)
             return 0
-        run_sweep(args.config, workdir, args.overrides, quiet=args.quiet)
+        launcher = make_launcher(args.launcher, jobs=args.jobs, address=args.address, gpus=args.gpus_per_run,
+                                 cpus=args.cpus_per_run, partition=args.partition, time_min=args.time,
+                                 options=parse_options(args.slurm_option), quiet=args.quiet)
+        try:
+            run_sweep(args.config, workdir, args.overrides, quiet=args.quiet, launcher=launcher)
+        except SweepFailed as err:
+            print(f"sweep failed: {err}", file=sys.stderr)
+            return 1
         print(f"sweep done: python -m experiments compare {workdir}")
         return 0
     from experiments.config import load_config

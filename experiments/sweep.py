@@ -3,6 +3,8 @@
 ``[sweep.variants.NAME]`` holds overrides: dotted keys set one field; a nested table for a top-level section
 (``[sweep.variants.dense.model]``) replaces that whole section, so a variant can switch to a model with other fields.
 A run whose folder holds ``summary.json`` is complete and skipped, so an interrupted sweep can simply be restarted.
+Where the runs execute (this process, a pool of local processes, Ray, SLURM) is a launcher's business
+(``experiments.launchers``); every launcher runs the same training function, so the run folders are the same.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import copy
 import itertools
 import json
 import re
+import sys
+import time
 from pathlib import Path
 
 from experiments.config import TOP_KEYS, Config, apply_overrides, read_file, set_dotted, validate
@@ -83,19 +87,83 @@ def finished(rundir: Path, config: Config) -> bool:
     return True
 
 
-def run_sweep(path: str | Path, workdir: str | Path, overrides=(), *, quiet: bool = False, log=print) -> list:
-    """Run every incomplete run of the sweep in ``workdir/<run name>``; returns the run directories."""
-    from experiments.train import run
+class SweepFailed(RuntimeError):
+    """Some runs of a sweep failed (the others finished); ``failed`` maps each run's name to its last error line."""
+
+    def __init__(self, failed: dict, total: int, logs: Path):
+        self.failed = dict(failed)
+        super().__init__(f"{len(failed)} of {total} runs failed: {', '.join(failed)}; their output is in {logs}; "
+                         "rerun the same command to retry them (finished runs are skipped)")
+
+
+class _Progress:
+    """The sweep's view of a launcher: a line per finished run and, in a terminal, a bar of finished runs with the
+    running and failed counts."""
+
+    def __init__(self, total: int, done: int, quiet: bool, log):
+        self.total, self.done, self.running, self.failed, self.started, self.log = total, done, 0, {}, {}, log
+        self.bar = None
+        if not quiet and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=done, unit="run", desc="sweep", dynamic_ncols=True)
+
+    def __call__(self, job, status: str, error: str | None) -> None:
+        if status == "running":
+            self.running += 1
+            self.started[job.name] = time.time()
+        else:
+            self.running -= 1
+            took = time.time() - self.started.pop(job.name, time.time())
+            if status == "done":
+                self.done += 1
+                what = f"done in {took:.1f} s"
+            else:
+                self.failed[job.name] = error
+                what = f"FAILED after {took:.1f} s: {error} (output: {job.log})"
+            line = (f"[{self.done}/{self.total} done, {self.running} running, {len(self.failed)} failed] "
+                    f"{job.name}: {what}")
+            self.bar.write(line) if self.bar is not None else self.log(line)
+        if self.bar is not None:
+            self.bar.n = self.done + len(self.failed)
+            self.bar.set_postfix(running=self.running, failed=len(self.failed))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_sweep(path: str | Path, workdir: str | Path, overrides=(), *, quiet: bool = False, log=print,
+              launcher=None) -> list:
+    """Run every incomplete run of the sweep in ``workdir/<run name>``; returns the run directories.
+
+    ``launcher`` (see ``experiments.launchers``) says where: by default one after another in this process, where an
+    error stops the sweep; any other launcher runs each run in its own process, reports a line per finished run,
+    goes on past failures and raises ``SweepFailed`` naming them at the end. A child's output goes to
+    ``workdir/logs/<run name>.log``."""
+    from experiments.launchers import Job, Sequential
 
     workdir = Path(workdir)
     runs = plan(path, overrides)
-    dirs = []
+    dirs, todo = [], []
     for i, (name, config) in enumerate(runs, 1):
         rundir = workdir / name
         dirs.append(rundir)
         if finished(rundir, config):
             log(f"[{i}/{len(runs)}] {name}: complete, skipped")
-            continue
-        log(f"[{i}/{len(runs)}] {name}")
-        run(config, rundir, quiet=quiet)
+        else:
+            todo.append(Job(name, config, rundir, workdir / "logs" / f"{name}.log"))
+    launcher = launcher or Sequential(quiet)
+    if isinstance(launcher, Sequential):
+        index = {name: i for i, (name, _) in enumerate(runs, 1)}
+        launcher.launch(todo, lambda job, status, _: status == "running" and log(f"[{index[job.name]}/{len(runs)}] "
+                                                                                 f"{job.name}"))
+        return dirs
+    progress = _Progress(len(runs), len(runs) - len(todo), quiet, log)
+    try:
+        launcher.launch(todo, progress)
+    finally:
+        progress.close()
+    if progress.failed:
+        raise SweepFailed(progress.failed, len(runs), workdir / "logs")
     return dirs
