@@ -66,6 +66,8 @@ def main(argv=None) -> int:
     p.add_argument("--out")
     p.add_argument("--scatter", action="append", default=[], metavar="X:Y", help="plot metric Y against X")
     p.add_argument("--baseline", help="time-to-target ratios against the group whose label contains this text")
+    p.add_argument("--post", action="append", default=[], metavar="PARAM:METRIC",
+                   help="plot a metric against a post-training stage parameter (numeric varying ones are drawn anyway)")
     sub.add_parser("list", help="registered models, tasks, optimizers and hooks")
     p = sub.add_parser("claims", help="run the claims suite and write REPORT.md with one verdict per claim")
     p.add_argument("--size", default="smoke", help="smoke (minutes, CPU) | cpu (<= 2 h on 2 cores) | gpu (full)")
@@ -124,7 +126,9 @@ def _dispatch(args) -> int:
                 raise ConfigError(f"--scatter: {item!r} is malformed; write X:Y, e.g. energy_pj:bits_per_char")
             pairs.append(tuple(item.split(":")))
         out = args.out or str(Path(args.dirs[0]) / "report")
-        print(compare(args.dirs, out, scatter=pairs, baseline=args.baseline))
+        from experiments.post_report import parse_pairs
+
+        print(compare(args.dirs, out, scatter=pairs, baseline=args.baseline, post=parse_pairs(args.post)))
         return 0
     workdir = args.workdir or str(Path("runs") / Path(args.config).stem)
     if args.command == "sweep":
