@@ -15,7 +15,8 @@ _HOME = {
     "quantum_opt.metric": ("block_diagonal_metric", "block_ids", "fubini_study_metric", "metric_fn",
                            "quantum_geometric_tensor", "state_jacobian"),
     "quantum_opt.transforms": ("qng", "spsa", "perturbed", "sam", "tunneling"),
-    "quantum_opt.layers": ("ClassicalTwinLayer", "HybridMLP", "QuantumLayer"),
+    "quantum_opt.layers": ("ClassicalTwinLayer", "HybridMLP", "QuantumLayer", "model_metric_fn", "param_labels",
+                           "probe_inputs", "quantum_layers"),
 }
 _MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
 
@@ -56,4 +57,8 @@ __all__ = [
     "ClassicalTwinLayer",
     "HybridMLP",
     "QuantumLayer",
+    "model_metric_fn",
+    "param_labels",
+    "probe_inputs",
+    "quantum_layers",
 ]

@@ -8,6 +8,9 @@ Three standard ansätze, each a PennyLane quantum function ``ansatz(params, wire
 * ``reuploading`` — data re-uploading (Pérez-Salinas et al., Quantum 4, 226, 2020): every layer applies
   ``Rot(θ + w ∘ x)`` on each wire, then a CZ ring, so the input is encoded again in every layer.
 
+Each ansatz also names its ``gates_per_wire``, from which ``Circuit.blocks`` groups the parameters into the commuting
+gate layers of the block-diagonal metric (``quantum_opt.metric``).
+
 ``make_circuit(...)`` builds a ``Circuit`` holding pure functions ``expval(params[, inputs]) -> [n_obs]`` (or a scalar
 for a Hamiltonian), ``state(params[, inputs]) -> [2**n] complex``, ``probs`` and ``sample_expval(params, key, shots[,
 inputs])``. The device is chosen by name: ``default.qubit`` (``diff_method="backprop"``) or ``lightning.qubit``
@@ -74,6 +77,7 @@ def hardware_efficient(params, wires, inputs=None):
 
 
 hardware_efficient.param_shape = lambda n_qubits, n_layers: (n_layers, n_qubits, 2)
+hardware_efficient.gates_per_wire = 2
 
 
 def strongly_entangling(params, wires, inputs=None):
@@ -84,6 +88,7 @@ def strongly_entangling(params, wires, inputs=None):
 
 
 strongly_entangling.param_shape = lambda n_qubits, n_layers: (n_layers, n_qubits, 3)
+strongly_entangling.gates_per_wire = 3  # Rot(φ, θ, ω) = RZ(ω) RY(θ) RZ(φ)
 
 
 def reuploading(params, wires, inputs=None):
@@ -109,6 +114,7 @@ def reuploading(params, wires, inputs=None):
 
 
 reuploading.param_shape = lambda n_qubits, n_layers: (n_layers, n_qubits, 6)
+reuploading.gates_per_wire = 3  # θ[..., k] and w[..., k] set the angle of the same gate k of Rot
 
 ANSATZE: dict[str, Callable] = {
     "hardware_efficient": hardware_efficient,
@@ -161,6 +167,24 @@ class Circuit:
     @property
     def n_params(self) -> int:
         return int(np.prod(self.param_shape))
+
+    @property
+    def blocks(self) -> list[list[int]]:
+        """The block-diagonal metric's blocks as index groups into the flattened params: per layer, one block per gate
+        slot — the gates of one kind across the wires, which act on different wires and so commute (the layers of
+        Stokes et al. 2020, Sec. 3) — the slots ``k`` and ``k + gates_per_wire`` sharing one (re-uploading's θ and w
+        set the same gate). An ansatz without a ``gates_per_wire`` attribute gets one block per layer (the leading
+        axis). PennyLane's ``metric_tensor(approx="block-diag")`` layers a circuit greedily in gate order, so on
+        the ansätze here, which apply each wire's gates in turn, its blocks differ (RZ on wire 0 with RY on wire 1,
+        ...); on a circuit applied slot by slot (all RYs of a layer, then all RZs) the two agree."""
+        shape = self.param_shape
+        slots = getattr(self.ansatz, "gates_per_wire", None)
+        if slots is None or len(shape) != 3:
+            ids = np.repeat(np.arange(shape[0]), int(np.prod(shape[1:])))
+        else:
+            layer, _, slot = np.indices(shape)
+            ids = (layer * slots + slot % slots).reshape(-1)
+        return [np.flatnonzero(ids == b).tolist() for b in np.unique(ids)]
 
     def init(self, key, scale: float = np.pi, dtype=jnp.float32):
         """Parameters drawn uniformly from ``[-scale, scale)``: ``param_shape``."""

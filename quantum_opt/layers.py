@@ -12,6 +12,12 @@ h = floor((P - n_out) / (d + 1 + n_out)); the R leftover entries (R <= d + n_out
 scales on the first min(R, d) inputs and on R - min(R, d) outputs, so every parameter is used.
 
 ``HybridMLP``: flatten → Linear(d_in, n_qubits) → tanh·π (angles) → quantum layer (or its twin) → Linear → logits.
+
+For quantum natural gradient (``quantum_opt.transforms.qng``; Stokes et al., Quantum 4, 269, 2020) inside any model:
+``quantum_layers(model)`` finds the quantum layers, ``param_labels(model)`` labels the parameters they own
+("quantum", the rest "rest") for ``optax.partition``, and ``model_metric_fn(model)`` is the Fubini–Study metric of
+their circuits on those parameters, averaged over given layer inputs (``probe_inputs``: angles drawn uniformly from
+[-π, π)) — a layer's state depends on its data, and an optimizer sees no batch.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from quantum_opt import metric as M
 from quantum_opt.circuits import make_circuit
 
 KINDS = ("quantum", "classical")
@@ -30,13 +37,29 @@ class QuantumLayer(nnx.Module):
     """``[B, d] -> [B, n_qubits]`` expectation values of a trainable circuit (see the module docstring)."""
 
     def __init__(self, n_qubits: int, n_layers: int = 2, ansatz: str = "reuploading", *,
-                 device: str = "default.qubit", init_scale: float = 0.5, rngs: nnx.Rngs):
+                 device: str = "default.qubit", init_scale: float = 0.5, in_features: int | None = None,
+                 rngs: nnx.Rngs):
         self.circuit = make_circuit(n_qubits, n_layers, ansatz, device=device)
+        self.in_features = n_qubits if in_features is None else in_features  # d of the [B, d] angles it is fed
         self.weights = nnx.Param(self.circuit.init(rngs.params(), scale=init_scale))
 
     @property
     def n_params(self) -> int:
         return self.circuit.n_params
+
+    def metric(self, weights: jax.Array, inputs: jax.Array, approx: str = "block-diag") -> jax.Array:
+        """``g [P, P]``: the Fubini–Study metric of the circuit's state in its weights, averaged over ``inputs [K, d]``.
+
+        approx: "block-diag" (PennyLane's default approximation; blocks: the commuting gate layers ``Circuit.blocks``),
+        "full" or "diag".
+        """
+        state, blocks = self.circuit.state, self.circuit.blocks
+        one = lambda x: M.metric_fn(lambda w: state(w, x), approx, blocks)(weights)
+        return jnp.mean(jax.vmap(one)(inputs), axis=0)
+
+    def probe_inputs(self, key: jax.Array, n: int) -> jax.Array:
+        """``[n, in_features]`` angles drawn uniformly from [-π, π): where ``model_metric_fn`` evaluates the metric."""
+        return jax.random.uniform(key, (n, self.in_features), jnp.float32, -jnp.pi, jnp.pi)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         if x.ndim != 2:
@@ -98,3 +121,55 @@ class HybridMLP(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x.reshape(x.shape[0], -1)
         return self.head(self.core(jnp.pi * jnp.tanh(self.encode(x))))
+
+
+def _names(path) -> tuple:
+    """A pytree key path as a tuple of names (``nnx.State``'s trailing ``value`` of a Variable dropped)."""
+    names = tuple(getattr(k, "key", getattr(k, "name", getattr(k, "idx", None))) for k in path)
+    return names[:-1] if names and names[-1] == "value" else names
+
+
+def quantum_layers(model: nnx.Module) -> dict[tuple, QuantumLayer]:
+    """Every ``QuantumLayer`` in ``model``, by the path of its ``weights`` parameter (``("core", "weights")``)."""
+    return {tuple(path) + ("weights",): node for path, node in nnx.iter_graph(model) if isinstance(node, QuantumLayer)}
+
+
+def param_labels(model: nnx.Module, quantum: str = "quantum", rest: str = "rest"):
+    """A label tree matching ``nnx.state(model, nnx.Param)``: ``quantum`` on quantum layers' weights, ``rest`` on the
+    others (for ``optax.partition``)."""
+    owned = quantum_layers(model)
+    return jax.tree_util.tree_map_with_path(lambda path, _: quantum if _names(path) in owned else rest,
+                                            nnx.state(model, nnx.Param))
+
+
+def probe_inputs(model: nnx.Module, key: jax.Array, n: int) -> tuple[jax.Array, ...]:
+    """``([n, d], ...)``: ``QuantumLayer.probe_inputs`` of every quantum layer (``quantum_layers`` order), one key
+    each."""
+    owned = quantum_layers(model)
+    keys = jax.random.split(key, max(len(owned), 1))
+    return tuple(layer.probe_inputs(k, n) for layer, k in zip(owned.values(), keys))
+
+
+def model_metric_fn(model: nnx.Module, approx: str = "block-diag"):
+    """``(params, inputs) -> g [P, P]`` for ``qng(metric_fn=..., metric_data=inputs)``: the block-diagonal stack, in
+    ``ravel_pytree`` order, of every quantum layer's ``metric`` averaged over its ``inputs[i] [K, d]`` (one array per
+    layer, ``quantum_layers`` order, as ``probe_inputs`` gives), on a params tree holding only quantum layers'
+    weights (what ``optax.partition`` passes its QNG part). Different layers' circuits are separate states, so the
+    blocks between them are zero."""
+    owned = quantum_layers(model)
+    index = {path: i for i, path in enumerate(owned)}
+
+    def fn(params, inputs):
+        if len(inputs) != len(owned):
+            raise ValueError(f"inputs: got {len(inputs)} arrays; allowed: one [K, d] array per quantum layer "
+                             f"({len(owned)})")
+        blocks = []
+        for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+            name = _names(path)
+            if name not in index:
+                raise ValueError(f"params: {'.'.join(map(str, name))} is not a quantum layer's weights; allowed: "
+                                 f"{', '.join('.'.join(p) for p in owned)} (partition with param_labels)")
+            blocks.append(owned[name].metric(leaf, inputs[index[name]], approx))
+        return jax.scipy.linalg.block_diag(*blocks)
+
+    return fn

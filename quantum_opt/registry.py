@@ -2,23 +2,37 @@
 
 Optimizers: ``tunneling`` (``quantum_opt.transforms.tunneling.tunneling`` around any registered optimizer named by
 ``inner``; with inner="adam" it is the "QAdam" of the claim), ``sam`` (optax.contrib.sam, counting its extra
-gradient evaluations), ``pgd`` (perturbed gradient descent, Jin et al. 2017). Their random keys come from the
-runner (derived from the run's seed) folded with the optimizer's own ``seed`` field, so every seed of a sweep draws
-different jumps while the same seed repeats exactly.
+gradient evaluations), ``pgd`` (perturbed gradient descent, Jin et al. 2017), ``qng`` / ``qng_adam`` (quantum
+natural gradient, Stokes et al. 2020, on the parameters the model's quantum layers own, the registered optimizer
+``rest`` — sgd / adam — on the others, through ``optax.partition``; the metric comes from the layers' own circuits,
+``quantum_opt.layers``), ``spsa`` (Spall 1998; two loss evaluations a step, counted). Their random keys come from
+the runner (derived from the run's seed) folded with the optimizer's own ``seed`` field, so every seed of a sweep
+draws different jumps (probe inputs, SPSA directions) while the same seed repeats exactly.
 Task: ``landscape`` (double well or Rastrigin, ``quantum_opt.tasks``) with the model ``point``.
 Models: ``quantum_mlp`` / ``classical_twin_mlp`` (``quantum_opt.layers.HybridMLP``) for the runner's ``digits``.
 Hook: ``quantum_opt_jumps`` reports accepted jumps / perturbations found in the optimizer state.
+
+Every config dataclass declares its choices as ``Literal`` and its bounds in ``__post_init__`` (the loader reports a
+bad value as one line naming the dotted key); the factories only build.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import jax
 import numpy as np
 
 from experiments.errors import ConfigError
-from experiments.registry import build_optimizer, register_hook, register_model, register_optimizer, register_task
+from experiments.registry import (
+    build_optimizer,
+    names,
+    register_hook,
+    register_model,
+    register_optimizer,
+    register_task,
+)
 from experiments.task import Task
 from quantum_opt import tasks
 
@@ -26,25 +40,48 @@ from quantum_opt import tasks
 # config asks for them, not when the runner loads its plugins.
 
 
-def _config_error(section: str, err: ValueError) -> ConfigError:
-    return ConfigError(f"{section}.{err}")
+def _registered(field: str, name: str) -> None:
+    if name not in names("optimizer"):
+        raise ValueError(f"{field}: {name!r} is not allowed; use a registered optimizer: {', '.join(names('optimizer'))}")
+
+
+def _at_least(obj, bound, *fields) -> None:
+    for field in fields:
+        if not getattr(obj, field) >= bound:  # NaN too
+            raise ValueError(f"{field}: {getattr(obj, field)} is not allowed; use a number >= {bound}")
+
+
+def _positive(obj, *fields) -> None:
+    for field in fields:
+        if not getattr(obj, field) > 0:
+            raise ValueError(f"{field}: {getattr(obj, field)} is not allowed; use a number > 0")
 
 
 @dataclasses.dataclass
 class TunnelingConfig:
     inner: str = "adam"
-    sampler: str = "quantum"
-    rule: str = "window"
+    sampler: Literal["quantum", "argmin", "anneal", "random"] = "quantum"
+    rule: Literal["window", "small_grad"] = "window"
     window: int = 20
     threshold: float = 1e-3
     n_qubits: int = 4
-    directions: str = "random"
+    directions: Literal["random", "momentum", "curvature"] = "random"
     step_sizes: list[float] = dataclasses.field(default_factory=lambda: [0.25, 0.5, 1.0, 2.0])
     shots: int = 1
     layers: int = 8
     total_time: float = 12.0
-    accept: str = "improve"
+    accept: Literal["improve", "always"] = "improve"
     seed: int = 0
+
+    def __post_init__(self):
+        _registered("inner", self.inner)
+        _at_least(self, 1, "window", "shots", "layers")
+        _positive(self, "total_time")
+        if not 1 <= self.n_qubits <= 12:
+            raise ValueError(f"n_qubits: {self.n_qubits} is not allowed; use an integer in 1..12")
+        if not self.step_sizes or 2 ** self.n_qubits % len(self.step_sizes):
+            raise ValueError(f"step_sizes: {self.step_sizes} is not allowed; use 1..{2 ** self.n_qubits} sizes whose "
+                             f"count divides 2^n_qubits = {2 ** self.n_qubits}")
 
 
 @dataclasses.dataclass
@@ -52,6 +89,11 @@ class SamConfig:
     inner: str = "adam"
     rho: float = 0.05
     sync_period: int = 2
+
+    def __post_init__(self):
+        _registered("inner", self.inner)
+        _positive(self, "rho")
+        _at_least(self, 2, "sync_period")
 
 
 @dataclasses.dataclass
@@ -61,6 +103,57 @@ class PgdConfig:
     threshold: float = 1e-3
     cooldown: int = 20
     seed: int = 0
+
+    def __post_init__(self):
+        _registered("inner", self.inner)
+        _positive(self, "radius")
+        _at_least(self, 0, "cooldown")
+
+
+@dataclasses.dataclass
+class QNGConfig:
+    """``rest``: the registered optimizer of every parameter no quantum layer owns (sgd: the natural gradient of a
+    flat metric); ``metric``: the Fubini–Study metric or its approximation (PennyLane's ``approx``; "block-diag" is
+    PennyLane's default); ``regularization``: ε of (g + εI)^-1 (PennyLane's ``lam``); ``probe_inputs``: the K layer
+    inputs the metric is averaged over (angles drawn from [-π, π) with the run's key); ``qng_lr_scale``: QNG's
+    learning rate (and schedule) is ``optimizer.learning_rate`` times this, the rest's is not scaled. Counters:
+    ``metric_evals`` (one a step) and ``circuit_evals`` (one state-and-Jacobian simulation per probe input and
+    quantum layer). ``optimizer.weight_decay`` reaches ``rest`` only."""
+
+    rest: str = "sgd"
+    metric: Literal["block-diag", "full", "diag"] = "block-diag"
+    regularization: float = 1e-3
+    probe_inputs: int = 16
+    qng_lr_scale: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        _registered("rest", self.rest)
+        _at_least(self, 0, "regularization")
+        _positive(self, "qng_lr_scale")
+        if not 1 <= self.probe_inputs <= 4096:
+            raise ValueError(f"probe_inputs: {self.probe_inputs} is not allowed; use an integer in 1..4096")
+
+
+@dataclasses.dataclass
+class QNGAdamConfig(QNGConfig):
+    rest: str = "adam"
+
+
+@dataclasses.dataclass
+class SpsaConfig:
+    """Spall's gains a_k = learning_rate / (stability + k + 1)^alpha (a schedule replaces them), c_k = perturbation /
+    (k + 1)^gamma."""
+
+    perturbation: float = 0.1
+    alpha: float = 0.602
+    gamma: float = 0.101
+    stability: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        _positive(self, "perturbation")
+        _at_least(self, 0, "alpha", "gamma", "stability")
 
 
 @register_hook("quantum_opt_jumps", doc="accepted tunneling jumps / PGD perturbations in the optimizer state")
@@ -86,14 +179,10 @@ def _tunneling(cfg, *, learning_rate, weight_decay, key):
     from quantum_opt.transforms.tunneling import tunneling
 
     inner = build_optimizer(cfg.inner, None, learning_rate=learning_rate, weight_decay=weight_decay, key=key)
-    try:
-        tx = tunneling(inner, sampler=cfg.sampler, rule=cfg.rule, window=cfg.window, threshold=cfg.threshold,
-                         n_qubits=cfg.n_qubits, directions=cfg.directions, step_sizes=tuple(cfg.step_sizes),
-                         shots=cfg.shots, layers=cfg.layers, total_time=cfg.total_time, accept=cfg.accept,
-                         key=jax.random.fold_in(key, cfg.seed))
-    except ValueError as err:
-        raise _config_error("optimizer", err) from None
-    return tx
+    return tunneling(inner, key=jax.random.fold_in(key, cfg.seed), sampler=cfg.sampler, rule=cfg.rule,
+                     window=cfg.window, threshold=cfg.threshold, n_qubits=cfg.n_qubits, directions=cfg.directions,
+                     step_sizes=tuple(cfg.step_sizes), shots=cfg.shots, layers=cfg.layers,
+                     total_time=cfg.total_time, accept=cfg.accept)
 
 
 @register_optimizer("sam", config=SamConfig, doc="optax.contrib.sam (opaque mode) around an inner optimizer")
@@ -101,10 +190,7 @@ def _sam(cfg, *, learning_rate, weight_decay):
     from quantum_opt.transforms.tunneling import sam
 
     inner = build_optimizer(cfg.inner, None, learning_rate=learning_rate, weight_decay=weight_decay)
-    try:
-        return sam(inner, rho=cfg.rho, sync_period=cfg.sync_period)
-    except ValueError as err:
-        raise _config_error("optimizer", err) from None
+    return sam(inner, rho=cfg.rho, sync_period=cfg.sync_period)
 
 
 @register_optimizer("pgd", config=PgdConfig, hooks=("quantum_opt_jumps",),
@@ -113,31 +199,68 @@ def _pgd(cfg, *, learning_rate, weight_decay, key):
     from quantum_opt.transforms.tunneling import perturbed
 
     inner = build_optimizer(cfg.inner, None, learning_rate=learning_rate, weight_decay=weight_decay, key=key)
-    try:
-        tx = perturbed(inner, radius=cfg.radius, threshold=cfg.threshold, cooldown=cfg.cooldown,
-                         key=jax.random.fold_in(key, cfg.seed))
-    except ValueError as err:
-        raise _config_error("optimizer", err) from None
-    return tx
+    return perturbed(inner, key=jax.random.fold_in(key, cfg.seed), radius=cfg.radius, threshold=cfg.threshold,
+                     cooldown=cfg.cooldown)
+
+
+def _qng_factory(name: str):
+    def factory(cfg, *, learning_rate, weight_decay, key, model):
+        import optax
+
+        from quantum_opt import layers
+        from quantum_opt.transforms.qng import qng
+
+        owned = layers.quantum_layers(model)
+        if not owned:
+            raise ConfigError(f"optimizer.name: {name!r} is not allowed for {type(model).__name__}, which has no "
+                              "quantum layer (quantum_opt.layers.QuantumLayer); use a model with one")
+        key = jax.random.fold_in(key, cfg.seed)
+        inputs = layers.probe_inputs(model, key, cfg.probe_inputs)
+        scale = cfg.qng_lr_scale
+        lr = (lambda step: scale * learning_rate(step)) if callable(learning_rate) else scale * learning_rate
+        natural = qng(lr, metric_fn=layers.model_metric_fn(model, cfg.metric), metric_data=inputs,
+                      regularization=cfg.regularization, circuits_per_metric=cfg.probe_inputs * len(owned))
+        rest = build_optimizer(cfg.rest, None, learning_rate=learning_rate, weight_decay=weight_decay,
+                               key=jax.random.fold_in(key, 1), model=model)
+        return optax.partition({"quantum": natural, "rest": rest}, layers.param_labels(model))
+
+    return factory
+
+
+register_optimizer("qng", _qng_factory("qng"), config=QNGConfig,
+                   doc="quantum natural gradient on the quantum layers' weights, `rest` (sgd) on the others")
+register_optimizer("qng_adam", _qng_factory("qng_adam"), config=QNGAdamConfig,
+                   doc="quantum natural gradient on the quantum layers' weights, `rest` (adam) on the others")
+
+
+@register_optimizer("spsa", config=SpsaConfig, doc="SPSA (Spall 1998): two loss evaluations a step, no gradient")
+def _spsa(cfg, *, learning_rate, weight_decay, key):
+    from quantum_opt.transforms.spsa import spsa
+
+    if weight_decay:
+        raise ConfigError(f"optimizer.weight_decay: {weight_decay} is not allowed with spsa; use 0 (SPSA estimates "
+                          "the loss's own gradient)")
+    return spsa(learning_rate, key=jax.random.fold_in(key, cfg.seed), perturbation=cfg.perturbation,
+                alpha=cfg.alpha, gamma=cfg.gamma, stability=cfg.stability)
 
 
 @dataclasses.dataclass
 class LandscapeConfig:
-    kind: str = "double_well"
+    kind: Literal["double_well", "rastrigin"] = "double_well"
     dim: int = 2
     tilt: float = 0.3
     tol: float = 0.1
     start: float = 1.0
     noise: float = 0.1
 
+    def __post_init__(self):
+        _at_least(self, 1, "dim")
+        _at_least(self, 0, "noise")
+
 
 @register_task("landscape", config=LandscapeConfig, doc="double-well or Rastrigin loss on a point (model: point)")
 def _landscape(cfg, *, key):
     del key
-    if cfg.kind not in tasks.LANDSCAPES:
-        raise ConfigError(f"data.kind: got {cfg.kind!r}; allowed: {', '.join(tasks.LANDSCAPES)}")
-    if cfg.dim < 1:
-        raise ConfigError(f"data.dim: got {cfg.dim!r}; allowed: an int >= 1")
     x_star, f_star = tasks.global_minimum(cfg.kind, cfg.dim, cfg.tilt)
     dummy = {"i": np.zeros((1, 1), np.float32)}  # the loss reads no data; one row = one "example" per step
     return Task(name="landscape", train_data=dummy, eval_data=dummy,
@@ -158,8 +281,11 @@ def _point(cfg, *, task, rngs):
 class HybridConfig:
     n_qubits: int = 4
     n_layers: int = 2
-    ansatz: str = "reuploading"
-    device: str = "default.qubit"
+    ansatz: Literal["hardware_efficient", "strongly_entangling", "reuploading"] = "reuploading"
+    device: Literal["default.qubit", "lightning.qubit"] = "default.qubit"
+
+    def __post_init__(self):
+        _at_least(self, 1, "n_qubits", "n_layers")
 
 
 def _hybrid(kind):
@@ -168,12 +294,9 @@ def _hybrid(kind):
 
         if "input_shape" not in task.spec or "num_classes" not in task.spec:
             raise ConfigError(f"model.name: needs a classification task (input_shape, num_classes); got {task.name!r}")
-        try:
-            return layers.HybridMLP(int(np.prod(task.spec["input_shape"])), task.spec["num_classes"], kind=kind,
-                                    n_qubits=cfg.n_qubits, n_layers=cfg.n_layers, ansatz=cfg.ansatz,
-                                    device=cfg.device, rngs=rngs)
-        except ValueError as err:
-            raise _config_error("model", err) from None
+        return layers.HybridMLP(int(np.prod(task.spec["input_shape"])), task.spec["num_classes"], kind=kind,
+                                n_qubits=cfg.n_qubits, n_layers=cfg.n_layers, ansatz=cfg.ansatz, device=cfg.device,
+                                rngs=rngs)
 
     return factory
 

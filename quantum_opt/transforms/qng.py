@@ -8,7 +8,8 @@ the gradient with the Fubini–Study metric g of the parametrised state,
 with ε the Tikhonov regularisation (PennyLane's ``QNGOptimizer(lam=ε)``). The metric is either passed per step as
 the extra argument ``metric=`` (``[P, P]``, or PennyLane's ``[*shape, *shape]`` layout) or computed from
 ``metric_fn(params)`` — e.g. ``lambda p: quantum_opt.fubini_study_metric(circuit.state, p)`` or its block-diagonal
-approximation. Parameters may be any pytree (flattened with ``jax.flatten_util.ravel_pytree``; the metric is indexed
+approximation — or, given ``metric_data``, from ``metric_fn(params, metric_data)``: a pytree kept in the state (the
+inputs of a quantum layer the metric is averaged over, say), so runs that differ only in it share one compiled step. Parameters may be any pytree (flattened with ``jax.flatten_util.ravel_pytree``; the metric is indexed
 in that order). The transformation is pure and jittable, composes with ``optax.chain``, and ignores extra arguments
 it does not use (``value``, ``value_fn``, ``grad_fn`` from the runner).
 
@@ -21,7 +22,7 @@ evaluations are the caller's (the runner counts its own).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,19 +36,23 @@ class QNGState(NamedTuple):
     count: jax.Array  # int32 [], steps taken
     metric_evals: jax.Array  # int32 [], calls of metric_fn
     circuit_evals: jax.Array  # int32 [], circuits_per_metric per metric_fn call
+    metric_data: Any = ()  # the second argument of metric_fn, or ()
 
 
 def qng(
     learning_rate: float | Callable,
     *,
     metric_fn: Callable | None = None,
+    metric_data: Any = None,
     regularization: float = 1e-3,
     circuits_per_metric: int = 1,
 ) -> optax.GradientTransformationExtraArgs:
     """Quantum natural gradient descent: updates ``−η (g + εI)^{-1} grad``.
 
     learning_rate: η, a float or an optax schedule ``step -> η``.
-    metric_fn: ``params -> g [P, P]``; used when the ``metric=`` extra argument is not given to ``update``.
+    metric_fn: ``params -> g [P, P]`` (``(params, metric_data) -> g`` when ``metric_data`` is given); used when the
+    ``metric=`` extra argument is not given to ``update``.
+    metric_data: an optional pytree of arrays stored in the state and passed to ``metric_fn``.
     regularization: ε >= 0 added to the metric's diagonal (the system is solved as positive definite; with ε = 0
     a singular metric gives non-finite updates).
     """
@@ -62,8 +67,9 @@ def qng(
 
     def init(params):
         del params
-        zero = jnp.zeros([], jnp.int32)
-        return QNGState(count=zero, metric_evals=zero, circuit_evals=zero)
+        zero = lambda: jnp.zeros([], jnp.int32)  # distinct buffers: a runner may donate the whole state
+        data = () if metric_data is None else jax.tree.map(jnp.array, metric_data)
+        return QNGState(count=zero(), metric_evals=zero(), circuit_evals=zero(), metric_data=data)
 
     def update(updates, state, params=None, *, metric=None, **extra_args):
         del extra_args
@@ -75,7 +81,7 @@ def qng(
                 raise ValueError("metric: got None and no metric_fn; allowed: update(..., metric=g) or qng(metric_fn=f)")
             if params is None:
                 raise ValueError("params: got None; allowed: the current params (metric_fn needs them)")
-            metric = metric_fn(params)
+            metric = metric_fn(params) if metric_data is None else metric_fn(params, state.metric_data)
             metric_evals = metric_evals + 1
             circuit_evals = circuit_evals + int(circuits_per_metric)
         metric = jnp.asarray(metric)
@@ -87,6 +93,7 @@ def qng(
         lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
         new_updates = unravel((-lr * natural).astype(flat.dtype))
         count = optax.safe_int32_increment(state.count)
-        return new_updates, QNGState(count=count, metric_evals=metric_evals, circuit_evals=circuit_evals)
+        return new_updates, QNGState(count=count, metric_evals=metric_evals, circuit_evals=circuit_evals,
+                                     metric_data=state.metric_data)
 
     return optax.GradientTransformationExtraArgs(init, update)

@@ -77,8 +77,8 @@ def spsa(
 
     def init(params):
         del params
-        zero = jnp.zeros([], jnp.int32)
-        return SPSAState(count=zero, key=key_data, loss_evals=zero)
+        zero = lambda: jnp.zeros([], jnp.int32)  # distinct buffers: a runner may donate the whole state
+        return SPSAState(count=zero(), key=jnp.array(key_data), loss_evals=zero())
 
     def update(updates, state, params=None, *, value_fn=None, **extra_args):
         del extra_args

@@ -69,27 +69,26 @@ def _unit(v, axis=-1):
     return v / jnp.maximum(jnp.linalg.norm(v, axis=axis, keepdims=True), 1e-12)
 
 
-def tunneling(inner: optax.GradientTransformation, *, sampler: str = "quantum", rule: str = "window",
+def tunneling(inner: optax.GradientTransformation, *, key, sampler: str = "quantum", rule: str = "window",
               window: int = 20, threshold: float = 1e-3, n_qubits: int = 4,
               directions: str = "random", step_sizes: Sequence[float] = (0.25, 0.5, 1.0, 2.0), shots: int = 1,
               layers: int = 8, total_time: float = 12.0, accept: str = "improve", momentum: float = 0.9,
-              power_iters: int = 3, hvp_eps: float = 1e-3, key=None) -> optax.GradientTransformationExtraArgs:
+              power_iters: int = 3, hvp_eps: float = 1e-3) -> optax.GradientTransformationExtraArgs:
     """Wrap ``inner`` with plateau jumps picked by ``sampler`` (see the module docstring for every rule).
 
     Args:
       inner: any optax transformation (its extra args are passed through).
+      key: a jax.random key (required keyword) for the jump directions and the sampler.
       sampler: "quantum" | "argmin" | "anneal" | "random".
       rule: "window" | "small_grad"; window: steps (window / cooldown); threshold: loss improvement or grad norm.
       n_qubits: 2^n_qubits candidates; directions: "random" | "momentum" | "curvature";
       step_sizes: jump norms (len must divide 2^n_qubits); shots, layers, total_time: the annealing circuit and
-      the simulated-annealing twin; accept: "improve" | "always"; key: a jax.random key (required).
+      the simulated-annealing twin; accept: "improve" | "always".
     """
     _check(sampler, "sampler", samplers.SAMPLERS)
     _check(rule, "rule", RULES)
     _check(directions, "directions", DIRECTIONS)
     _check(accept, "accept", ACCEPT)
-    if key is None:
-        raise ValueError("key: got None; allowed: a jax.random key")
     if not isinstance(window, int) or window < 1:
         raise ValueError(f"window: got {window!r}; allowed: an int >= 1")
     if not isinstance(n_qubits, int) or not 1 <= n_qubits <= 12:
@@ -223,12 +222,11 @@ class PerturbedState(NamedTuple):
     perturbations: jax.Array
 
 
-def perturbed(inner: optax.GradientTransformation, *, radius: float = 0.1, threshold: float = 1e-3,
-              cooldown: int = 20, key=None) -> optax.GradientTransformationExtraArgs:
+def perturbed(inner: optax.GradientTransformation, *, key, radius: float = 0.1, threshold: float = 1e-3,
+              cooldown: int = 20) -> optax.GradientTransformationExtraArgs:
     """Perturbed gradient descent (Jin et al. 2017, Algorithm 1): the inner update, plus a jump drawn uniformly from
-    the ball of ``radius`` when ||g|| <= ``threshold`` and at least ``cooldown`` steps passed since the last one."""
-    if key is None:
-        raise ValueError("key: got None; allowed: a jax.random key")
+    the ball of ``radius`` when ||g|| <= ``threshold`` and at least ``cooldown`` steps passed since the last one.
+    ``key``: a jax.random key (required keyword) for the jumps."""
     if not radius > 0:
         raise ValueError(f"radius: got {radius!r}; allowed: a float > 0")
     key0 = _key_data(key)

@@ -113,8 +113,10 @@ def test_bad_input():
         tunneling(optax.adam(1e-3), sampler="grover", key=k)
     with pytest.raises(ValueError, match="step_sizes"):
         tunneling(optax.adam(1e-3), step_sizes=(1.0, 2.0, 3.0), key=k)
-    with pytest.raises(ValueError, match="key"):
+    with pytest.raises(TypeError, match="key"):  # a required keyword argument
         tunneling(optax.adam(1e-3))
+    with pytest.raises(TypeError, match="key"):
+        perturbed(optax.sgd(0.1))
     tx = tunneling(optax.adam(1e-3), key=k)
     p = {"x": jnp.ones(2)}
     with pytest.raises(ValueError, match="value_fn"):
