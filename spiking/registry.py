@@ -240,7 +240,8 @@ def measure_energy(model, batches) -> dict[str, float]:
     """Run the accounting of ``spiking.energy`` for ``model`` over ``batches`` (``{"tokens": [B, L + 1]}``).
 
     Returns per-token figures (picojoules), per-layer firing rates and the ratios to the matched dense model
-    (``energy.dense_lm_macs`` of the same width, depth, heads, MLP ratio and evaluated sequence length).
+    (``energy.dense_lm_macs`` of the same width, depth, heads, MLP ratio and evaluated sequence length; for a
+    mixture of experts, MLP ratio × top_k: the dense model of equal active FLOPs per token).
     """
     graphdef, state = nnx.split(model)
     total, tokens, length = None, 0, None
@@ -251,7 +252,9 @@ def measure_energy(model, batches) -> dict[str, float]:
         length = toks.shape[1]
     if total is None:
         return {}
-    dense = energy.dense_lm_macs(model.width, model.depth, length, heads=model.heads, mlp_ratio=model.mlp_ratio,
+    moe = [m for _, m in nnx.iter_modules(model) if isinstance(m, MoEFeedForward)]
+    ratio = model.mlp_ratio * (moe[0].top_k if moe else 1)  # the dense model of equal active FLOPs per token
+    dense = energy.dense_lm_macs(model.width, model.depth, length, heads=model.heads, mlp_ratio=ratio,
                                  vocab=model.vocab)
     out = energy.account(total, tokens, dense_macs_per_token=dense)
     out["timesteps"] = float(getattr(model, "timesteps", 1))
