@@ -81,17 +81,22 @@ def _plot(rows, param: str, metric: str, path: Path) -> bool:
             series.setdefault(name, {}).setdefault(x, []).append(y)
     if not series:
         return False
+    from experiments.plots import log_scale_wanted, style
+
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    styles = ["-", "--", "-.", ":"]
+    values = []
     for i, (name, points) in enumerate(series.items()):
         xs = sorted(points)
         mean = [np.mean(points[x]) for x in xs]
         sd = [np.std(points[x]) for x in xs]
-        ax.errorbar(xs, mean, yerr=sd, marker="o", capsize=3, linestyle=styles[(i // 10) % 4], label=name[:70])
+        values += mean
+        ax.errorbar(xs, mean, yerr=sd, marker="o", capsize=3, label=name[:70], **style(i))
     base = [r["run"]["values"].get(metric) for r in rows]
     base = [b for b in base if isinstance(b, (int, float))]
     if base:
         ax.axhline(float(np.mean(base)), color="grey", linestyle="--", linewidth=1, label="trained model")
+    if log_scale_wanted(values + base):
+        ax.set_yscale("log")
     ax.set(xlabel=param, ylabel=metric, title=f"{metric} against {param} (mean ± sd over seeds)")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 
+from experiments import plots as figures
 from experiments import stats
 from experiments.errors import ConfigError
-from experiments.metrics import read_events
 from experiments.post_report import post_section
 
 SUMMARY_FIELDS = ("param_count", "flops_per_step", "flops_per_example", "step_time_s", "examples_per_s",
@@ -143,69 +142,6 @@ def _ci_cell_median(values) -> str:
     return f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]"
 
 
-def _legend(label: str) -> str:
-    """A group label for a plot legend: each field by its last name part (``model.timesteps=1`` ->
-    ``timesteps=1``); values such as ``[8, 16]`` are left whole."""
-    return re.sub(r"(?:(?<=^)|(?<=, ))[\w.]*\.(?=\w+=)", "", label)[:80]
-
-
-def _plot_curves(groups, metric: str, split: str, path: Path) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    drawn = False
-    for label, runs in groups.items():
-        curves = {}
-        for r in runs:
-            for e in read_events(r["dir"] / "metrics.jsonl"):
-                if e.get("split") == split and isinstance(e.get(metric), (int, float)):
-                    curves.setdefault(e["step"], []).append(e[metric])
-        if curves:
-            steps = sorted(curves)
-            mean = np.array([np.mean(curves[s]) for s in steps])
-            std = np.array([np.std(curves[s]) for s in steps])
-            if len(steps) == 1:  # evaluated only at the end: a point with its spread, not an invisible line
-                ax.errorbar(steps, mean, yerr=std, fmt="o", capsize=3, label=_legend(label))
-            else:
-                ax.plot(steps, mean, label=_legend(label))
-                ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
-            drawn = True
-    if drawn:
-        ax.set(xlabel="step", ylabel=f"{split} {metric}", title=f"{split} {metric} (mean ± sd over seeds)")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return drawn
-
-
-def _plot_scatter(groups, x: str, y: str, path: Path) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    drawn = False
-    for label, runs in groups.items():
-        xs = [r["values"][x] for r in runs if x in r["values"] and y in r["values"]]
-        ys = [r["values"][y] for r in runs if x in r["values"] and y in r["values"]]
-        if xs:
-            ax.errorbar(np.mean(xs), np.mean(ys), xerr=np.std(xs), yerr=np.std(ys), fmt="o", capsize=3,
-                        label=_legend(label))
-            drawn = True
-    if drawn:
-        ax.set(xlabel=x, ylabel=y, title=f"{y} against {x} (mean ± sd over seeds)")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return drawn
-
-
 def compare(dirs, out: str | Path, *, scatter=(), metrics=None, baseline: str | None = None, post=()) -> Path:
     """Write ``out/report.md`` and PNG plots for the finished runs under ``dirs``; returns the report's path.
     Runs with post-training stages get a stage table and plots of metrics against stage parameters (``post``:
@@ -237,12 +173,12 @@ def compare(dirs, out: str | Path, *, scatter=(), metrics=None, baseline: str | 
     for m in dict.fromkeys(curve_metrics):
         for split in ("train", "eval"):
             path = out / f"curve_{split}_{m}.png"
-            if _plot_curves(groups, m, split, path):
+            if figures.curves(groups, m, split, path):
                 plots.append(path.name)
     pairs = list(scatter) + [tuple(p) for r in runs for p in r["config"].get("sweep", {}).get("scatter", [])]
     for x, y in dict.fromkeys(pairs):
         path = out / f"scatter_{y}_vs_{x}.png"
-        if _plot_scatter(groups, x, y, path):
+        if figures.scatter(groups, x, y, path):
             plots.append(path.name)
     post_lines, post_plots = post_section(groups, out, list(dict.fromkeys(curve_metrics + names)), post)
     lines += post_lines

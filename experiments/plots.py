@@ -1,0 +1,149 @@
+"""Figures a reader can read: one panel per task setting, a log axis when values span decades, a distinct colour and
+line style per series, and the legend beside the data, never on it.
+
+``curves`` draws a metric against the step (mean ± sd over seeds) and ``scatter`` one metric against another (one
+point per group); both facet by the sweep's task fields (``data.*``, say one panel per landscape) when the groups
+differ in them. ``style(i)`` gives series i its colour and line style (10 colours × 4 styles: 20 distinct pairs
+before any repeats).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from experiments.metrics import read_events
+
+STYLES = ("-", "--", "-.", ":")
+
+
+def style(i: int) -> dict:
+    import matplotlib.pyplot as plt
+
+    return {"color": plt.get_cmap("tab10")(i % 10), "linestyle": STYLES[i % 4]}
+
+
+def legend_name(label: str, drop=()) -> str:
+    """A group label for a legend: each field by its last name part (``model.timesteps=1`` -> ``timesteps=1``),
+    the fields in ``drop`` (the panel's own) left out; values such as ``[8, 16]`` are left whole."""
+    parts = [p for p in re.split(r", (?=[\w.]+=)", label) if p.split("=")[0] not in drop]
+    return ", ".join(re.sub(r"^[\w.]*\.(?=\w+=)", "", p) for p in parts)[:80] or "all runs"
+
+
+def facet_keys(groups) -> list[str]:
+    """The task fields (``data.*``) the groups differ in: one panel per combination."""
+    keys = sorted({k for runs in groups.values() for k in runs[0]["flat"] if k.startswith("data.")})
+    return [k for k in keys if len({str(runs[0]["flat"].get(k)) for runs in groups.values()}) > 1]
+
+
+def _panels(groups):
+    keys = facet_keys(groups)
+    panels: dict[str, dict] = {}
+    for label, runs in groups.items():
+        name = ", ".join(f"{k.split('.')[-1]}={runs[0]['flat'].get(k)}" for k in keys) or ""
+        panels.setdefault(name, {})[label] = runs
+    return keys, panels
+
+
+def log_scale_wanted(values) -> bool:
+    """Log axis when every value is positive and they span more than two decades."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
+    return v.size > 1 and bool(np.all(v > 0)) and v.max() / v.min() > 100
+
+
+def _figure(n: int):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols + 2.2, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return plt, fig, list(axes.flat[:n])
+
+
+def _finish(plt, fig, axes, path: Path, title: str) -> None:
+    handles, labels = {}, []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in handles:
+                handles[lab] = h
+                labels.append(lab)
+    fig.legend([handles[k] for k in labels], labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+               frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def curves(groups, metric: str, split: str, path: Path) -> bool:
+    """``metric`` of ``split`` events against the step, mean ± sd over each group's seeds, a panel per task
+    setting; a group evaluated once is a point with its spread. False when no run logged the metric."""
+    keys, panels = _panels(groups)
+    data = {}
+    for label, runs in groups.items():
+        points = {}
+        for r in runs:
+            for e in read_events(r["dir"] / "metrics.jsonl"):
+                if e.get("split") == split and isinstance(e.get(metric), (int, float)):
+                    points.setdefault(e["step"], []).append(e[metric])
+        if points:
+            data[label] = points
+    if not data:
+        return False
+    plt, fig, axes = _figure(len(panels))
+    order = {label: i for i, label in enumerate(groups)}
+    for ax, (panel, members) in zip(axes, panels.items()):
+        values = []
+        for label in members:
+            if label not in data:
+                continue
+            steps = sorted(data[label])
+            mean = np.array([np.mean(data[label][s]) for s in steps])
+            sd = np.array([np.std(data[label][s]) for s in steps])
+            values += list(mean)
+            kw = style(order[label])
+            if len(steps) == 1:
+                ax.errorbar(steps, mean, yerr=sd, fmt="o", capsize=3, color=kw["color"], label=legend_name(label, keys))
+            else:
+                ax.plot(steps, mean, label=legend_name(label, keys), **kw)
+                ax.fill_between(steps, mean - sd, mean + sd, alpha=0.15, color=kw["color"])
+        if log_scale_wanted(values):
+            ax.set_yscale("log")
+        ax.set(xlabel="step", ylabel=f"{split} {metric}", title=panel or None)
+    _finish(plt, fig, axes, path, f"{split} {metric} (mean ± sd over seeds)")
+    return True
+
+
+def scatter(groups, x: str, y: str, path: Path) -> bool:
+    """``y`` against ``x``, one point per group (mean ± sd over its seeds), a panel per task setting."""
+    keys, panels = _panels(groups)
+    if not any(x in r["values"] and y in r["values"] for runs in groups.values() for r in runs):
+        return False
+    plt, fig, axes = _figure(len(panels))
+    order = {label: i for i, label in enumerate(groups)}
+    for ax, (panel, members) in zip(axes, panels.items()):
+        xs_all, ys_all = [], []
+        for label, runs in members.items():
+            xs = [r["values"][x] for r in runs if x in r["values"] and y in r["values"]]
+            ys = [r["values"][y] for r in runs if x in r["values"] and y in r["values"]]
+            if xs:
+                ax.errorbar(np.mean(xs), np.mean(ys), xerr=np.std(xs), yerr=np.std(ys), fmt="o", capsize=3,
+                            color=style(order[label])["color"], marker="osD^v<>ph*"[order[label] % 10],
+                            label=legend_name(label, keys))
+                xs_all.append(np.mean(xs))
+                ys_all.append(np.mean(ys))
+        if log_scale_wanted(xs_all):
+            ax.set_xscale("log")
+        if log_scale_wanted(ys_all):
+            ax.set_yscale("log")
+        ax.set(xlabel=x, ylabel=y, title=panel or None)
+    _finish(plt, fig, axes, path, f"{y} against {x} (mean ± sd over seeds)")
+    return True
