@@ -76,14 +76,26 @@ def replicate(tree, sharding):
     return jax.tree.map(put, tree)
 
 
+def _buffer(x):
+    """What identifies ``x``'s memory: its first local shard's buffer pointer (two Array objects may share one),
+    else the object itself."""
+    try:
+        return ("ptr", x.addressable_shards[0].data.unsafe_buffer_pointer())
+    except Exception:  # noqa: BLE001 - typed keys and some backends have no pointer to give
+        return ("id", id(x))
+
+
 def unalias(tree):
-    """``tree`` with any buffer that appears in two leaves copied, so the whole tree can be donated."""
+    """``tree`` with any buffer that appears in two leaves copied, so the whole tree can be donated (an optimizer
+    state may hold one zeros array twice; after ``device_put`` the two are distinct objects over one buffer)."""
     seen = set()
 
     def fresh(x):
-        if isinstance(x, jax.Array) and id(x) in seen:
-            return jnp.array(x, copy=True)
-        seen.add(id(x))
+        if not isinstance(x, jax.Array):
+            return x
+        if _buffer(x) in seen:
+            x = jnp.array(x, copy=True)
+        seen.add(_buffer(x))
         return x
 
     return jax.tree.map(fresh, tree)

@@ -127,7 +127,9 @@ def build_optimizer(name: str, cfg=None, *, learning_rate, weight_decay: float =
     """
     entry = get("optimizer", name)
     if entry.config is not None and not dataclasses.is_dataclass(cfg):
-        cfg = entry.config(**(cfg or {}))
+        from experiments.config import build_dataclass
+
+        cfg = build_dataclass(f"optimizer {name!r}", entry.config, cfg or {})
     kwargs = {"learning_rate": learning_rate, "weight_decay": weight_decay}
     if "key" in inspect.signature(entry.factory).parameters:
         if key is None:

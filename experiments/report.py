@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +118,10 @@ def target_table(groups: dict[str, list[dict]], baseline: str | None = None) -> 
     counters = ["forward_evals", "backward_evals"] + sorted(set(every) - {"forward_evals", "backward_evals"})
     bases = [next(iter(per_group))]
     if baseline:
-        bases = [label for label in per_group if baseline in label]
+        parts = {label: re.split(r", (?=[\w.]+=)", label) for label in per_group}
+        bases = [label for label in per_group if baseline == label or any(
+            baseline in (p, p.split("=", 1)[-1]) for p in parts[label])]  # exact values first ("adam", not "qng_adam")
+        bases = bases or [label for label in per_group if baseline in label]
         if not bases:
             raise ConfigError(f"--baseline: {baseline!r} matches no group; groups: {', '.join(per_group)}")
     t = groups[bases[0]][0]["config"]["train"]
@@ -129,7 +133,8 @@ def target_table(groups: dict[str, list[dict]], baseline: str | None = None) -> 
               "| group | n | censored | steps | epochs | " + " | ".join(k.replace("_", " ") for k in counters)
               + " | steps ratio |", "|---|---|---|---|---|" + "---|" * len(counters) + "---|"]
     for label, rows in per_group.items():
-        cells = [_ci_cell_median([r.get(k, math.inf) for r in rows]) for k in ("step", "epoch", *counters)]
+        cells = [_ci_cell_median([r[k] for r in rows]) if all(k in r for r in rows) else "n/a"
+                 for k in ("step", "epoch", *counters)]
         base = [r["step"] for r in per_group[_matching_baseline(label, groups, bases)]]
         ratio = stats.ratio_ci([r["step"] for r in rows], base)
         lines.append(f"| {label} | {len(rows)} | {sum(r['censored'] for r in rows)} | " + " | ".join(cells)

@@ -125,23 +125,27 @@ def as_config(config: Config | str, overrides=()) -> Config:
     return config
 
 
-def prepare_workdir(workdir: Path, config: Config, overwrite: bool) -> None:
-    """Refuse a finished run (unless ``overwrite``) or another config's unfinished one; record ``config.json``."""
+def check_workdir(workdir: Path, config: Config, overwrite: bool) -> None:
+    """Refuse a finished run (unless ``overwrite``) or another config's unfinished one."""
     if (workdir / "summary.json").exists() and not overwrite:
         raise ConfigError(f"--workdir: {str(workdir)!r} holds a finished run; choose a new workdir "
                           "(or pass --overwrite to replace it)")
-    if jax.process_index() != 0:
-        return
-    workdir.mkdir(parents=True, exist_ok=True)
     old = workdir / "config.json"
     if old.exists() and not overwrite and json.loads(old.read_text()) != config.to_dict():
         raise ConfigError(f"--workdir: {str(workdir)!r} holds an unfinished run of a different config; "
                           "choose a new workdir (or pass --overwrite)")
+
+
+def prepare_workdir(workdir: Path, config: Config, overwrite: bool) -> None:
+    """Clear a replaced run (``overwrite``) and record ``config.json`` (process 0), once the run could be built."""
+    if jax.process_index() != 0:
+        return
+    workdir.mkdir(parents=True, exist_ok=True)
     if overwrite:
         for name in ("summary.json", "metrics.jsonl"):
             (workdir / name).unlink(missing_ok=True)
         shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
-    M.write_json(old, config.to_dict())
+    M.write_json(workdir / "config.json", config.to_dict())
 
 
 def make_one_step(built: Built, config: Config):
@@ -312,8 +316,9 @@ def run(config: Config | str, workdir: str | Path | None = None, *, overrides=()
     workdir = Path(workdir or Path("runs") / Path(config.source or "run").stem)
     setup_distributed()
     enable_compilation_cache()
+    check_workdir(workdir, config, overwrite)
+    built = build(config, lambda model: build_optimizer(config, model=model))  # bad input fails before any write
     prepare_workdir(workdir, config, overwrite)
-    built = build(config, lambda model: build_optimizer(config, model=model))
     train_step = TrainStep(built, config)
     writer, ckpt = M.MetricsWriter(workdir / "metrics.jsonl", enabled=jax.process_index() == 0), Checkpointer(workdir)
     state, start = resume(ckpt, writer, built.state)

@@ -81,3 +81,31 @@ def test_optimizer_counters_walk_nested_states():
     s = (optax.EmptyState(), CountingState(optax.EmptyState(), jnp.int32(3), jnp.float32(0)),
          {"x": CountingState(optax.EmptyState(), jnp.int32(4), jnp.float32(0))})
     assert optimizer_counters(s) == {"loss_evals": 7}
+
+
+def test_a_state_holding_one_buffer_twice_is_donated_and_a_failed_build_writes_nothing(tmp_path):
+    def shared_zeros(cfg, *, learning_rate, weight_decay):
+        inner = optax.sgd(0.1)
+
+        def init(params):
+            z = jnp.zeros(())
+            return (z, z, inner.init(params))  # one buffer, two leaves
+
+        def update(g, state, params=None):
+            u, s = inner.update(g, state[2], params)
+            return u, (state[0] + 1, state[1] + 2, s)
+
+        return optax.GradientTransformation(init, update)
+
+    registry.register_optimizer("shared_zeros_test", shared_zeros)
+    result = experiments.run(load_config(QUICKSTART, TINY + ["optimizer.name=shared_zeros_test"]), tmp_path / "a",
+                             quiet=True)
+    assert result.summary["final"]["accuracy"] > 0.3
+
+    def broken(cfg, *, learning_rate, weight_decay):
+        raise experiments.ConfigError("optimizer.name: broken_test cannot train this model")
+
+    registry.register_optimizer("broken_test", broken)
+    with pytest.raises(experiments.ConfigError, match="broken_test"):
+        experiments.run(load_config(QUICKSTART, TINY + ["optimizer.name=broken_test"]), tmp_path / "b", quiet=True)
+    assert not (tmp_path / "b").exists()  # nothing written: the corrected config may use the same workdir
