@@ -66,6 +66,9 @@ def main(argv=None) -> int:
     p.add_argument("--out")
     p.add_argument("--scatter", action="append", default=[], metavar="X:Y", help="plot metric Y against X")
     p.add_argument("--baseline", help="time-to-target ratios against the group whose label contains this text")
+    p.add_argument("--scaling", action="append", default=[], metavar="COMPUTE:LOSS",
+                   help="fit LOSS = E + A*COMPUTE^-alpha per group (e.g. train_flops:bits_per_char), multipliers "
+                        "against --baseline")
     p.add_argument("--post", action="append", default=[], metavar="PARAM:METRIC",
                    help="plot a metric against a post-training stage parameter (numeric varying ones are drawn anyway)")
     sub.add_parser("list", help="registered models, tasks, optimizers and hooks")
@@ -128,7 +131,8 @@ def _dispatch(args) -> int:
         out = args.out or str(Path(args.dirs[0]) / "report")
         from experiments.post_report import parse_pairs
 
-        print(compare(args.dirs, out, scatter=pairs, baseline=args.baseline, post=parse_pairs(args.post)))
+        print(compare(args.dirs, out, scatter=pairs, baseline=args.baseline, post=parse_pairs(args.post),
+                      scaling=parse_pairs(args.scaling, "--scaling", "train_flops:loss")))
         return 0
     workdir = args.workdir or str(Path("runs") / Path(args.config).stem)
     if args.command == "sweep":

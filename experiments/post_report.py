@@ -105,14 +105,14 @@ def _plot(rows, param: str, metric: str, path: Path) -> bool:
     return True
 
 
-def parse_pairs(items) -> list[tuple[str, str]]:
-    """``["sparsity:bits_per_char"]`` → ``[("sparsity", "bits_per_char")]``."""
+def parse_pairs(items, option: str = "--post", example: str = "sparsity:loss") -> list[tuple[str, str]]:
+    """``["sparsity:bits_per_char"]`` → ``[("sparsity", "bits_per_char")]``; ConfigError naming ``option``."""
     from experiments.errors import ConfigError
 
     out = []
     for item in items:
         if item.count(":") != 1 or not all(item.split(":")):
-            raise ConfigError(f"--post: {item!r} is malformed; write PARAM:METRIC, e.g. sparsity:loss")
+            raise ConfigError(f"{option}: {item!r} is malformed; write A:B, e.g. {example}")
         out.append(tuple(item.split(":")))
     return out
 

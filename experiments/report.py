@@ -19,6 +19,7 @@ from experiments import plots as figures
 from experiments import stats
 from experiments.errors import ConfigError
 from experiments.post_report import post_section
+from experiments.scaling import training_compute
 
 SUMMARY_FIELDS = ("param_count", "flops_per_step", "flops_per_example", "step_time_s", "examples_per_s",
                   "compile_time_s", "peak_memory_bytes")
@@ -54,6 +55,8 @@ def load_runs(dirs) -> list[dict]:
         summary = json.loads((d / "summary.json").read_text())
         values = {k: v for k, v in summary.get("final", {}).items() if isinstance(v, (int, float))}
         values.update({k: summary[k] for k in SUMMARY_FIELDS if isinstance(summary.get(k), (int, float))})
+        named = {"flops_cost_analysis": "train_flops", "flops_6nd": "train_flops_6nd"}
+        values.update({named[k]: v for k, v in training_compute(summary, config).items()})
         runs.append({"dir": d, "config": config, "flat": _flatten({k: v for k, v in config.items() if k != "sweep"}),
                      "values": values, "summary": summary})
     return runs
@@ -147,10 +150,12 @@ def _ci_cell_median(values) -> str:
     return f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]"
 
 
-def compare(dirs, out: str | Path, *, scatter=(), metrics=None, baseline: str | None = None, post=()) -> Path:
+def compare(dirs, out: str | Path, *, scatter=(), metrics=None, baseline: str | None = None, post=(),
+            scaling=()) -> Path:
     """Write ``out/report.md`` and PNG plots for the finished runs under ``dirs``; returns the report's path.
     Runs with post-training stages get a stage table and plots of metrics against stage parameters (``post``:
-    extra ``(param, metric)`` pairs)."""
+    extra ``(param, metric)`` pairs). ``scaling``: ``(compute, loss)`` pairs fitted as power laws per group
+    (``train_flops`` = FLOPs per step × steps; ``train_flops_6nd`` = 6 · active params · tokens where recorded)."""
     runs = load_runs(dirs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -185,6 +190,12 @@ def compare(dirs, out: str | Path, *, scatter=(), metrics=None, baseline: str | 
         path = out / f"scatter_{y}_vs_{x}.png"
         if figures.scatter(groups, x, y, path):
             plots.append(path.name)
+    for compute_key, loss_key in scaling:
+        from experiments.scaling_report import scaling_section
+
+        more, pngs = scaling_section(runs, out, compute_key, loss_key, baseline)
+        lines += more
+        plots += pngs
     post_lines, post_plots = post_section(groups, out, list(dict.fromkeys(curve_metrics + names)), post)
     lines += post_lines
     plots += post_plots

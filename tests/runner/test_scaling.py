@@ -54,3 +54,37 @@ def test_local_exponent_flattens_when_the_law_bends():
 def test_bad_points_are_refused():
     with pytest.raises(ValueError, match="compute, loss"):
         fit_power_law([1.0, 2.0], [1.0, 0.5])
+
+
+def _fake_runs(root, ffn, gain):
+    """Runs of 4 widths x 2 seeds whose loss follows TRUE at ``gain`` times their compute."""
+    import json
+
+    rng = np.random.default_rng(1)
+    for width in (16, 32, 64, 128):
+        for seed in (0, 1):
+            d = root / f"{ffn}-{width}-{seed}"
+            d.mkdir(parents=True)
+            flops, steps = 1e6 * width ** 2, 1000
+            loss = float(TRUE(gain * flops * steps)) * math.exp(0.002 * rng.standard_normal())
+            (d / "config.json").write_text(json.dumps({"seed": seed, "model": {"name": "lm", "ffn": ffn,
+                                                                                "width": width}}))
+            (d / "summary.json").write_text(json.dumps({"status": "finished", "steps": steps, "flops_per_step": flops,
+                                                        "final": {"bits_per_char": loss}}))
+            (d / "metrics.jsonl").write_text("")
+
+
+def test_compare_fits_each_group_and_states_the_multiplier(tmp_path):
+    from experiments import compare
+
+    _fake_runs(tmp_path / "runs", "dense", 1.0)
+    _fake_runs(tmp_path / "runs", "moe", 2.0)
+    report = compare([tmp_path / "runs"], tmp_path / "rep", scaling=[("train_flops", "bits_per_char")],
+                     baseline="dense").read_text()
+    assert "## Scaling: bits_per_char against train_flops" in report
+    fit_row = next(line for line in report.splitlines() if line.startswith("| model.ffn=dense | 4 | 8 |"))
+    assert float(fit_row.split("|")[4].split()[0]) == pytest.approx(0.15, abs=0.03)  # alpha
+    moe = [line for line in report.splitlines() if line.startswith("| model.ffn=moe | width=")]
+    multipliers = [float(line.split("|")[5].split()[0]) for line in moe]
+    assert len(multipliers) == 4 and all(m == pytest.approx(2.0, rel=0.15) for m in multipliers)
+    assert (tmp_path / "rep" / "scaling_bits_per_char_vs_train_flops.png").exists()

@@ -1,0 +1,128 @@
+"""``compare --scaling COMPUTE:LOSS``: loss against compute per group, fitted power laws, compute multipliers.
+
+Runs are split into *families* by the config fields that differ in text (a model name, an ffn kind, a variant) and,
+within a family, into *sizes* by the fields that differ in number (width, depth, steps). Each family's points (one
+per run) get ``scaling.bootstrap_fit`` (seeds resampled within sizes); the report tables α, E and A with 95% CIs
+and, against the ``--baseline`` family, each size's compute multiplier (the baseline compute that reaches its mean
+loss, over its mean compute), and draws loss against compute on log axes with each fit and its CI band.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from experiments import scaling
+from experiments.errors import ConfigError
+
+
+def _numeric(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def families(runs: list[dict]) -> tuple[dict, list[str]]:
+    """``({family label: {size label: [run, ...]}}, size fields)``."""
+    keys = sorted({k for r in runs for k in r["flat"]} - {"seed"})
+    differing = [k for k in keys if len({str(r["flat"].get(k)) for r in runs}) > 1]
+    size_keys = [k for k in differing if all(_numeric(r["flat"].get(k)) for r in runs)]
+    family_keys = [k for k in differing if k not in size_keys]
+    out: dict = {}
+    for r in runs:
+        fam = ", ".join(f"{k}={r['flat'].get(k)}" for k in family_keys) or "all runs"
+        size = ", ".join(f"{k.split('.')[-1]}={r['flat'].get(k)}" for k in size_keys) or "one size"
+        out.setdefault(fam, {}).setdefault(size, []).append(r)
+    return out, size_keys
+
+
+def _points(sizes: dict, compute: str, loss: str) -> list[tuple]:
+    return [(size, r["values"][compute], r["values"][loss]) for size, rs in sizes.items() for r in rs
+            if _numeric(r["values"].get(compute)) and _numeric(r["values"].get(loss))]
+
+
+def scaling_section(runs, out: Path, compute: str, loss: str, baseline: str | None = None,
+                    n_boot: int = 200) -> tuple[list[str], list[str]]:
+    """Markdown lines and the plot's file name for ``loss`` against ``compute``."""
+    from experiments.report import _fmt
+
+    fams, size_keys = families(runs)
+    fits = {}
+    for fam, sizes in fams.items():
+        pts = _points(sizes, compute, loss)
+        if len({s for s, _, _ in pts}) >= 3:
+            fits[fam] = (scaling.bootstrap_fit(pts, n_boot=n_boot, seed=0), sizes)
+    if not fits:
+        raise ConfigError(f"--scaling: {compute}:{loss} needs runs of >= 3 sizes in a group (sizes differ in "
+                          f"number: {', '.join(size_keys) or 'none found'})")
+    base = next(iter(fits))
+    if baseline:
+        matches = [f for f in fits if baseline == f or baseline in f.split(", ") or baseline in f]
+        if not matches:
+            raise ConfigError(f"--baseline: {baseline!r} matches no fitted group; groups: {', '.join(fits)}")
+        base = matches[0]
+    lines = [f"## Scaling: {loss} against {compute}", "",
+             f"L(C) = E + A·C^(−α), Huber on log L, L-BFGS from a grid (Hoffmann et al. 2022); 95% CIs from seeds "
+             f"resampled within sizes. Sizes differ in: {', '.join(size_keys) or 'nothing'}.", "",
+             "| group | sizes | runs | α | E | log A |", "|---|---|---|---|---|---|"]
+    for fam, (boot, sizes) in fits.items():
+        cells = [f"{_fmt(getattr(boot.fit, k))} [{_fmt(boot.ci(k)[0])}, {_fmt(boot.ci(k)[1])}]"
+                 for k in ("alpha", "E", "log_A")]
+        lines.append(f"| {fam} | {len(sizes)} | {sum(map(len, sizes.values()))} | " + " | ".join(cells) + " |")
+    lines += ["", f"Compute multiplier against `{base}`: the {base} compute reaching each size's mean {loss}, over "
+              "that size's mean compute (> 1: the group needs less compute).", "",
+              "| group | size | mean compute | mean loss | multiplier [95% CI] |", "|---|---|---|---|---|"]
+    for fam, sizes in fams.items():
+        for size, rs in sizes.items():
+            pts = _points({size: rs}, compute, loss)
+            if not pts:
+                continue
+            c, y = float(np.mean([p[1] for p in pts])), float(np.mean([p[2] for p in pts]))
+            m = scaling.compute_multiplier(fits[base][0], c, y)
+            cell = m.get("note") or f"{_fmt(m['multiplier'])} [{_fmt(m['ci'][0])}, {_fmt(m['ci'][1])}]"
+            lines.append(f"| {fam} | {size} | {_fmt(c)} | {_fmt(y)} | {cell} |")
+    path = out / f"scaling_{loss}_vs_{compute}.png"
+    _plot(fams, fits, compute, loss, path)
+    return lines + [""], [path.name]
+
+
+def _plot(fams, fits, compute: str, loss: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from experiments.plots import style
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for i, (fam, sizes) in enumerate(fams.items()):
+        kw = style(i)
+        pts = _points(sizes, compute, loss)
+        if not pts:
+            continue
+        by_size = {}
+        for s, c, y in pts:
+            by_size.setdefault(s, []).append((c, y))
+        xs = [np.mean([c for c, _ in v]) for v in by_size.values()]
+        ys = [np.mean([y for _, y in v]) for v in by_size.values()]
+        sd = [np.std([y for _, y in v]) for v in by_size.values()]
+        ax.errorbar(xs, ys, yerr=sd, fmt="o", capsize=3, color=kw["color"], label=fam[:70])
+        if fam in fits:
+            boot = fits[fam][0]
+            grid = np.logspace(math.log10(min(xs)) - 0.3, math.log10(max(xs)) + 0.3, 60)
+            curves = np.array([f(grid) for f in boot.fits])
+            ax.plot(grid, boot.fit(grid), color=kw["color"], linestyle=kw["linestyle"],
+                    label=f"{fam[:50]} fit, α={boot.fit.alpha:.3g}")
+            ax.fill_between(grid, np.percentile(curves, 2.5, 0), np.percentile(curves, 97.5, 0), alpha=0.15,
+                            color=kw["color"])
+    from matplotlib.ticker import LogFormatter, ScalarFormatter
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ScalarFormatter())  # plain numbers: losses rarely span a decade
+    ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
+    ax.set(xlabel=compute, ylabel=loss, title=f"{loss} against {compute} (fit with 95% band)")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
