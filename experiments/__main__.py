@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from experiments.errors import ConfigError, TrainingDiverged
+from experiments.errors import ConfigError, exit_code
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,17 +83,7 @@ def main(argv=None) -> int:
         args.overrides += extra  # overrides written after an option (`--workdir DIR key=value`)
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        return _dispatch(args)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as err:
-        print(f"diverged: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: rerun the same command to resume from the last checkpoint", file=sys.stderr)
-        return 130
+    return exit_code(_dispatch, args)
 
 
 def _dispatch(args) -> int:

@@ -13,3 +13,21 @@ class ConfigError(ValueError):
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or Inf; the message names the step. The last good checkpoint is kept."""
+
+
+def exit_code(fn, *args, **kwargs) -> int:
+    """Run ``fn`` the way the command line does: its return value (0 if None), or one printed line and exit 2 for
+    bad input, 1 for a diverged run, 130 for an interrupt."""
+    import sys
+
+    try:
+        return fn(*args, **kwargs) or 0
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as err:
+        print(f"diverged: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        return 130

@@ -66,18 +66,14 @@ def worker_main(argv: list[str]) -> int:
     if cpus and hasattr(os, "sched_setaffinity"):  # before the backend starts: XLA sizes its pool from this
         os.sched_setaffinity(0, cpus)
     from experiments.config import validate
-    from experiments.errors import TrainingDiverged
+    from experiments.errors import exit_code
     from experiments.train import run
 
-    try:
+    def one_run() -> int:
         run(validate(job["config"], source=job["source"]), job["rundir"], quiet=True)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as err:
-        print(f"diverged: {err}", file=sys.stderr)
-        return 1
-    return 0
+        return 0
+
+    return exit_code(one_run)
 
 
 WORKER_CODE = "import sys; from experiments.launchers import worker_main; sys.exit(worker_main(sys.argv[1:]))"
