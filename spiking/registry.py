@@ -16,7 +16,8 @@
   bpc_teacher), and both models' inference time per token measured in this process (plus the student's energy).
 * hook ``spiking_energy`` (declared by all three models): op and energy accounting from the spike tensors measured
   on the evaluation batches (``spiking.energy``): per-layer firing rates, MACs and ACs per token, energy per
-  token under the published convention, the strict count (45 nm and Loihi) and the matched dense model's MACs,
+  token under the published convention, the strict count at the model's precision (45 nm and Loihi), the strict
+  count with memory traffic (SRAM, DRAM; bytes per token, memory's share) and the matched dense model's MACs,
   with the ratios to the dense figure — so each run's ``summary.json`` carries them.
 """
 
@@ -231,23 +232,34 @@ def dense_lm(cfg: DenseLMConfig, *, task, rngs):
     return _build(DenseLM, rngs=rngs, seq_len=_seq_len(task), **dataclasses.asdict(cfg))
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _sites(graphdef, state, tokens):
-    return energy.capture_sites(nnx.merge(graphdef, state), tokens)
+_SITES: dict = {}
+
+
+def _sites_fn(graphdef):
+    """The jitted ``(state, tokens) -> sites`` of one model structure: a closure, since a graph definition need not
+    be hashable (a SpikingLM's neuron keeps a dict); cached by structure when it is."""
+    fn = jax.jit(lambda state, tokens: energy.capture_sites(nnx.merge(graphdef, state), tokens))
+    try:
+        return _SITES.setdefault(graphdef, fn)
+    except TypeError:
+        return fn
 
 
 def measure_energy(model, batches) -> dict[str, float]:
     """Run the accounting of ``spiking.energy`` for ``model`` over ``batches`` (``{"tokens": [B, L + 1]}``).
 
-    Returns per-token figures (picojoules), per-layer firing rates and the ratios to the matched dense model
+    Returns per-token figures (picojoules; strict and with memory at the model's precision, ``dtype`` and a
+    transformed copy's ``precision`` / pruning read by ``energy.model_formats``), per-layer firing rates, the
+    weight and activation bytes per token, and the ratios to the matched dense model
     (``energy.dense_lm_macs`` of the same width, depth, heads, MLP ratio and evaluated sequence length; for a
     mixture of experts, MLP ratio × top_k: the dense model of equal active FLOPs per token).
     """
     graphdef, state = nnx.split(model)
-    total, tokens, length = None, 0, None
+    total, tokens, length, sites_fn = None, 0, None, _sites_fn(graphdef)
     for batch in batches:
         toks = jnp.asarray(batch["tokens"])[:, :-1]
-        total = energy.add_sites(total, jax.device_get(_sites(graphdef, state, toks)))
+        embed = energy.gather_site(toks.size, model.width, tables=2)  # token and position rows, read per token
+        total = energy.add_sites(total, jax.device_get({**sites_fn(state, toks), "embed": embed}))
         tokens += toks.shape[0] * toks.shape[1]
         length = toks.shape[1]
     if total is None:
@@ -256,12 +268,13 @@ def measure_energy(model, batches) -> dict[str, float]:
     ratio = model.mlp_ratio * (moe[0].top_k if moe else 1)  # the dense model of equal active FLOPs per token
     dense = energy.dense_lm_macs(model.width, model.depth, length, heads=model.heads, mlp_ratio=ratio,
                                  vocab=model.vocab)
-    out = energy.account(total, tokens, dense_macs_per_token=dense)
+    out = energy.account(total, tokens, dense_macs_per_token=dense, formats=energy.model_formats(model))
     out["timesteps"] = float(getattr(model, "timesteps", 1))
     return {k: float(np.asarray(v)) for k, v in out.items()}
 
 
-@register_hook("spiking_energy", doc="firing rates, MACs/ACs and energy per token under three accountings")
+@register_hook("spiking_energy", doc="firing rates, MACs/ACs, energy per token (published, strict at precision, "
+               "with SRAM / DRAM traffic, dense)")
 def spiking_energy(ctx) -> dict[str, float]:
     return measure_energy(ctx.model, ctx.eval_batches)
 from spiking import post  # noqa: F401  (registers the post-training transforms prune and quantize)
