@@ -151,7 +151,7 @@ def _ci_cell_median(values) -> str:
 
 
 def compare(dirs, out: str | Path, *, scatter=(), metrics=None, baseline: str | None = None, post=(),
-            scaling=()) -> Path:
+            scaling=(), n_boot: int = 200) -> Path:
     """Write ``out/report.md`` and PNG plots for the finished runs under ``dirs``; returns the report's path.
     Runs with post-training stages get a stage table and plots of metrics against stage parameters (``post``:
     extra ``(param, metric)`` pairs). ``scaling``: ``(compute, loss)`` pairs fitted as power laws per group
@@ -193,7 +193,7 @@ def compare(dirs, out: str | Path, *, scatter=(), metrics=None, baseline: str | 
     for compute_key, loss_key in scaling:
         from experiments.scaling_report import scaling_section
 
-        more, pngs = scaling_section(runs, out, compute_key, loss_key, baseline)
+        more, pngs = scaling_section(runs, out, compute_key, loss_key, baseline, n_boot=n_boot)
         lines += more
         plots += pngs
     post_lines, post_plots = post_section(groups, out, list(dict.fromkeys(curve_metrics + names)), post)

@@ -80,7 +80,7 @@ def test_compare_fits_each_group_and_states_the_multiplier(tmp_path):
     _fake_runs(tmp_path / "runs", "dense", 1.0)
     _fake_runs(tmp_path / "runs", "moe", 2.0)
     report = compare([tmp_path / "runs"], tmp_path / "rep", scaling=[("train_flops", "bits_per_char")],
-                     baseline="dense").read_text()
+                     baseline="dense", n_boot=30).read_text()
     assert "## Scaling: bits_per_char against train_flops" in report
     fit_row = next(line for line in report.splitlines() if line.startswith("| model.ffn=dense | 4 | 8 |"))
     assert float(fit_row.split("|")[4].split()[0]) == pytest.approx(0.15, abs=0.03)  # alpha

@@ -20,7 +20,7 @@ def _sweep_config(tmp_path):
     return path
 
 
-def test_sweep_runs_each_config_in_its_folder_skips_complete_runs_and_compares(tmp_path):
+def test_sweep_runs_each_config_in_its_folder_skips_complete_runs_and_compares(tmp_path, capsys):
     cfg, out = _sweep_config(tmp_path), tmp_path / "runs"
     first = cli("sweep", cfg, "--workdir", out, "--quiet")
     assert first.returncode == 0, first.stderr
@@ -29,15 +29,14 @@ def test_sweep_runs_each_config_in_its_folder_skips_complete_runs_and_compares(t
                     "model.hidden=8__seed=1"]
     stamp = {d: (out / d / "summary.json").stat().st_mtime_ns for d in dirs}
     (out / dirs[0] / "summary.json").unlink()  # an interrupted sweep: one run not complete
-    again = cli("sweep", cfg, "--workdir", out, "--quiet")
-    assert again.returncode == 0 and again.stdout.count("complete, skipped") == 3
+    assert main(["sweep", str(cfg), "--workdir", str(out), "--quiet"]) == 0  # the CLI, in this process
+    assert capsys.readouterr().out.count("complete, skipped") == 3
     assert all((out / d / "summary.json").stat().st_mtime_ns == stamp[d] for d in dirs[1:])
-    changed = cli("sweep", cfg, "--workdir", out, "--quiet", "optimizer.learning_rate=0.5")  # same names, other runs
-    assert changed.returncode == 2 and "holds a finished run of a different config" in changed.stderr
+    changed = main(["sweep", str(cfg), "--workdir", str(out), "--quiet", "optimizer.learning_rate=0.5"])
+    assert changed == 2 and "holds a finished run of a different config" in capsys.readouterr().err
     assert all((out / d / "summary.json").stat().st_mtime_ns == stamp[d] for d in dirs[1:])
 
-    rep = cli("compare", out, "--out", tmp_path / "report")
-    assert rep.returncode == 0, rep.stderr
+    assert main(["compare", str(out), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     assert "grouped by: model.hidden" in text and "## accuracy" in text and "Time to target" in text
     assert "| model.hidden=[8] | 2 |" in text and "| model.hidden=[32] | 2 |" in text
