@@ -277,7 +277,6 @@ def measure_energy(model, batches) -> dict[str, float]:
                "with SRAM / DRAM traffic, dense)")
 def spiking_energy(ctx) -> dict[str, float]:
     return measure_energy(ctx.model, ctx.eval_batches)
-from spiking import post  # noqa: F401  (registers the post-training transforms prune and quantize)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -418,3 +417,6 @@ def distill_hook(ctx) -> dict[str, float]:
     out.update(measure_energy(ctx.model.student, ctx.eval_batches))
     out.update(measure_routing(ctx.model.student, ctx.eval_batches))
     return out
+
+
+from spiking import post  # noqa: F401  (registers the post-training transforms prune and quantize)
