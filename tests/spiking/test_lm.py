@@ -12,6 +12,8 @@ from flax import nnx
 from spiking import data
 from spiking.lm import DenseLM, SpikingLM
 
+from .lm_helpers import train_lm
+
 SMALL = {"width": 32, "depth": 1, "heads": 2, "seq_len": 32}
 
 
@@ -23,24 +25,7 @@ def _make(kind, seed=0, **kw):
 
 
 def _train(model, train, steps, batch_size=32, lr=1e-2):
-    """A plain jitted optax loop (scan over steps); returns the trained model."""
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = optax.adam(lr)
-    tokens = jnp.asarray(train)
-
-    def loss_fn(p, batch):
-        logits = nnx.merge(graphdef, p, rest)(batch[:, :-1])
-        return optax.softmax_cross_entropy_with_integer_labels(logits, batch[:, 1:]).mean()
-
-    def step(carry, key):
-        p, o = carry
-        g = jax.grad(loss_fn)(p, data.sample_windows(tokens, key, batch_size, SMALL["seq_len"]))
-        u, o = tx.update(g, o, p)
-        return (optax.apply_updates(p, u), o), None
-
-    run = jax.jit(lambda p, o, keys: jax.lax.scan(step, (p, o), keys)[0])
-    params, _ = run(params, tx.init(params), jax.random.split(jax.random.key(1), steps))
-    return nnx.merge(graphdef, params, rest)
+    return train_lm(model, train, steps, seq_len=SMALL["seq_len"], batch_size=batch_size, lr=lr)
 
 
 def _apply(model, tokens, return_stats=False):

@@ -14,6 +14,8 @@ from flax import nnx
 from spiking import data, quantize
 from spiking.lm import DenseLM, SpikingLM
 
+from .lm_helpers import train_lm
+
 SMALL = {"width": 32, "depth": 1, "heads": 2, "seq_len": 32}
 
 
@@ -56,22 +58,7 @@ def test_int8_activation_round_trip_and_clipping():
 
 
 def _train(model, tokens, steps=200, batch_size=16, lr=1e-2):
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = optax.adam(lr)
-
-    def loss_fn(p, batch):
-        logits = nnx.merge(graphdef, p, rest)(batch[:, :-1])
-        return optax.softmax_cross_entropy_with_integer_labels(logits, batch[:, 1:]).mean()
-
-    def step(carry, key):
-        p, o = carry
-        g = jax.grad(loss_fn)(p, data.sample_windows(tokens, key, batch_size, SMALL["seq_len"]))
-        u, o = tx.update(g, o, p)
-        return (optax.apply_updates(p, u), o), None
-
-    run = jax.jit(lambda p, o, keys: jax.lax.scan(step, (p, o), keys)[0])
-    params, _ = run(params, tx.init(params), jax.random.split(jax.random.key(1), steps))
-    return nnx.merge(graphdef, params, rest)
+    return train_lm(model, tokens, steps, seq_len=SMALL["seq_len"], batch_size=batch_size, lr=lr)
 
 
 @functools.partial(jax.jit, static_argnums=0)
