@@ -16,7 +16,7 @@ layer; 2 layers = 32 parameters) with the transverse-field Ising energy H = Σ Z
   after one warm-up step.
 
 Both must give the same first update (the max absolute difference is printed). Run:
-    python experiments/benchmarks/qng_speed.py [--qubits 8] [--layers 2] [--repeats 20] [--pl-repeats 3]
+    python experiments/benchmarks/qng_speed.py [--qubits 8] [--layers 2] [--repeats 200] [--pl-repeats 7]
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--qubits", type=int, default=8)
     ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--pl-repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=200)
+    ap.add_argument("--pl-repeats", type=int, default=7)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--lam", type=float, default=1e-3)
     ap.add_argument("--approx", choices=["block-diag", "full", "both"], default="both")
