@@ -69,6 +69,56 @@ def _unit(v, axis=-1):
     return v / jnp.maximum(jnp.linalg.norm(v, axis=axis, keepdims=True), 1e-12)
 
 
+def _check_args(sampler, rule, directions, accept, window, n_qubits, shots, step_sizes) -> tuple[float, ...]:
+    """``tunneling``'s arguments checked (one ValueError naming the bad one); the step sizes as floats."""
+    _check(sampler, "sampler", samplers.SAMPLERS)
+    _check(rule, "rule", RULES)
+    _check(directions, "directions", DIRECTIONS)
+    _check(accept, "accept", ACCEPT)
+    if not isinstance(window, int) or window < 1:
+        raise ValueError(f"window: got {window!r}; allowed: an int >= 1")
+    if not isinstance(n_qubits, int) or not 1 <= n_qubits <= 12:
+        raise ValueError(f"n_qubits: got {n_qubits!r}; allowed: an int in 1..12")
+    if not isinstance(shots, int) or shots < 1:
+        raise ValueError(f"shots: got {shots!r}; allowed: an int >= 1")
+    step_sizes = tuple(float(s) for s in step_sizes)
+    n_cand = 2 ** n_qubits
+    if not step_sizes or n_cand % len(step_sizes):
+        raise ValueError(f"step_sizes: got {step_sizes!r}; allowed: 1..{n_cand} sizes whose count divides 2^n_qubits")
+    return step_sizes
+
+
+def _directions(kind, n_dir, x, unravel, key, trace, grad_fn, power_iters, hvp_eps):
+    """``n_dir`` unit jump directions ``[n_dir, P]`` of ``kind`` and the gradient evaluations they cost."""
+    rand = _unit(jax.random.normal(key, (n_dir, x.shape[0]), x.dtype))
+    if kind == "random":
+        return rand, jnp.int32(0)
+    if kind == "momentum":
+        m, _ = ravel_pytree(trace)
+        return rand.at[0].set(_unit(-m)), jnp.int32(0)
+    flat_grad = lambda v: ravel_pytree(grad_fn(unravel(v)))[0]
+    basis = curvature_directions(flat_grad, x, rand, power_iters=power_iters, eps=hvp_eps)
+    return basis, jnp.int32(2 * n_dir * power_iters)
+
+
+def _pick_jump(cands, x, unravel, value, value_fn, inner_updates, g_evals, key, *, pick, pick_kw, sampler, accept):
+    """The sampler's candidate among ``cands [N, P]`` as an update (the inner one where it is not accepted), and
+    the evaluation counts ``[loss, grad, circuit, jumped]``."""
+    n_cand = cands.shape[0]
+    f = lambda v: jnp.asarray(value_fn(unravel(v)), jnp.float32)
+    if sampler == "random":
+        idx, c_evals = pick(jnp.zeros((n_cand,)), key)
+        cand_loss, l_evals = f(cands[idx]), 1
+    else:
+        losses = jax.vmap(f)(cands)
+        idx, c_evals = pick(losses, key, **pick_kw)
+        cand_loss, l_evals = losses[idx], n_cand
+    ok = jnp.isfinite(cand_loss) & ((cand_loss < value) if accept == "improve" else True)
+    delta = unravel(cands[idx] - x)
+    out = jax.tree.map(lambda d, u: jnp.where(ok, d.astype(u.dtype), u), delta, inner_updates)
+    return out, jnp.stack([jnp.int32(l_evals), g_evals, c_evals, ok.astype(jnp.int32)])
+
+
 def tunneling(inner: optax.GradientTransformation, *, key, sampler: str = "quantum", rule: str = "window",
               window: int = 20, threshold: float = 1e-3, n_qubits: int = 4,
               directions: str = "random", step_sizes: Sequence[float] = (0.25, 0.5, 1.0, 2.0), shots: int = 1,
@@ -85,20 +135,8 @@ def tunneling(inner: optax.GradientTransformation, *, key, sampler: str = "quant
       step_sizes: jump norms (len must divide 2^n_qubits); shots, layers, total_time: the annealing circuit and
       the simulated-annealing twin; accept: "improve" | "always".
     """
-    _check(sampler, "sampler", samplers.SAMPLERS)
-    _check(rule, "rule", RULES)
-    _check(directions, "directions", DIRECTIONS)
-    _check(accept, "accept", ACCEPT)
-    if not isinstance(window, int) or window < 1:
-        raise ValueError(f"window: got {window!r}; allowed: an int >= 1")
-    if not isinstance(n_qubits, int) or not 1 <= n_qubits <= 12:
-        raise ValueError(f"n_qubits: got {n_qubits!r}; allowed: an int in 1..12")
-    if not isinstance(shots, int) or shots < 1:
-        raise ValueError(f"shots: got {shots!r}; allowed: an int >= 1")
-    step_sizes = tuple(float(s) for s in step_sizes)
+    step_sizes = _check_args(sampler, rule, directions, accept, window, n_qubits, shots, step_sizes)
     n_cand = 2 ** n_qubits
-    if not step_sizes or n_cand % len(step_sizes):
-        raise ValueError(f"step_sizes: got {step_sizes!r}; allowed: 1..{n_cand} sizes whose count divides 2^n_qubits")
     n_dir = n_cand // len(step_sizes)
     sizes = jnp.asarray(step_sizes, jnp.float32)
     pick = samplers.get(sampler)
@@ -135,20 +173,10 @@ def tunneling(inner: optax.GradientTransformation, *, key, sampler: str = "quant
 
         def jump(_):
             x, unravel = ravel_pytree(params)
-            dirs, g_evals = _directions(x, unravel, k_dir, trace, grad_fn)
+            dirs, g_evals = _directions(directions, n_dir, x, unravel, k_dir, trace, grad_fn, power_iters, hvp_eps)
             cands = x[None] + (dirs[:, None, :] * sizes[None, :, None]).reshape(n_cand, -1)
-            f = lambda v: jnp.asarray(value_fn(unravel(v)), jnp.float32)
-            if sampler == "random":
-                idx, c_evals = pick(jnp.zeros((n_cand,)), k_pick)
-                cand_loss, l_evals = f(cands[idx]), 1
-            else:
-                losses = jax.vmap(f)(cands)
-                idx, c_evals = pick(losses, k_pick, **pick_kw)
-                cand_loss, l_evals = losses[idx], n_cand
-            ok = jnp.isfinite(cand_loss) & ((cand_loss < value) if accept == "improve" else True)
-            delta = unravel(cands[idx] - x)
-            out = jax.tree.map(lambda d, u: jnp.where(ok, d.astype(u.dtype), u), delta, inner_updates)
-            return out, jnp.stack([jnp.int32(l_evals), g_evals, c_evals, ok.astype(jnp.int32)])
+            return _pick_jump(cands, x, unravel, value, value_fn, inner_updates, g_evals, k_pick,
+                              pick=pick, pick_kw=pick_kw, sampler=sampler, accept=accept)
 
         def keep(_):
             return inner_updates, jnp.zeros((4,), jnp.int32)
@@ -159,17 +187,6 @@ def tunneling(inner: optax.GradientTransformation, *, key, sampler: str = "quant
         return new_updates, TunnelingState(
             inner_state, jax.random.key_data(key), history, count, trace, state.loss_evals + counts[0],
             state.grad_evals + counts[1], state.circuit_evals + counts[2], state.jumps + counts[3])
-
-    def _directions(x, unravel, key, trace, grad_fn):
-        rand = _unit(jax.random.normal(key, (n_dir, x.shape[0]), x.dtype))
-        if directions == "random":
-            return rand, jnp.int32(0)
-        if directions == "momentum":
-            m, _ = ravel_pytree(trace)
-            return rand.at[0].set(_unit(-m)), jnp.int32(0)
-        flat_grad = lambda v: ravel_pytree(grad_fn(unravel(v)))[0]
-        basis = curvature_directions(flat_grad, x, rand, power_iters=power_iters, eps=hvp_eps)
-        return basis, jnp.int32(2 * n_dir * power_iters)
 
     return optax.GradientTransformationExtraArgs(init, update)
 
