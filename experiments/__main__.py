@@ -65,6 +65,8 @@ def main(argv=None) -> int:
     p.add_argument("dirs", nargs="+")
     p.add_argument("--out")
     p.add_argument("--scatter", action="append", default=[], metavar="X:Y", help="plot metric Y against X")
+    p.add_argument("--front", action="append", default=[], metavar="X:Y",
+                   help="Y against X for every group and post stage, the Pareto front marked (lower is better)")
     p.add_argument("--baseline", help="time-to-target ratios against the group whose label contains this text")
     p.add_argument("--scaling", action="append", default=[], metavar="COMPUTE:LOSS",
                    help="fit LOSS = E + A*COMPUTE^-alpha per group (e.g. train_flops:bits_per_char), multipliers "
@@ -113,16 +115,13 @@ def _dispatch(args) -> int:
     if args.command == "compare":
         from experiments.report import compare
 
-        pairs = []
-        for item in args.scatter:
-            if item.count(":") != 1:
-                raise ConfigError(f"--scatter: {item!r} is malformed; write X:Y, e.g. energy_pj:bits_per_char")
-            pairs.append(tuple(item.split(":")))
-        out = args.out or str(Path(args.dirs[0]) / "report")
         from experiments.post_report import parse_pairs
 
-        print(compare(args.dirs, out, scatter=pairs, baseline=args.baseline, post=parse_pairs(args.post),
-                      scaling=parse_pairs(args.scaling, "--scaling", "train_flops:loss")))
+        out = args.out or str(Path(args.dirs[0]) / "report")
+        print(compare(args.dirs, out, scatter=parse_pairs(args.scatter, "--scatter", "energy_pj:bits_per_char"),
+                      baseline=args.baseline, post=parse_pairs(args.post),
+                      scaling=parse_pairs(args.scaling, "--scaling", "train_flops:loss"),
+                      front=parse_pairs(args.front, "--front", "energy_strict_pj:bits_per_char")))
         return 0
     workdir = args.workdir or str(Path("runs") / Path(args.config).stem)
     if args.command == "sweep":

@@ -334,9 +334,14 @@ def validate(raw: dict, source: str = "") -> Config:
         optimizer_cfg = build_dataclass("optimizer", entry.config, opt_values)
     train = build_dataclass("train", TrainConfig, _table(raw, "train"))
     sweep = _table(raw, "sweep")
-    bad = sorted(set(sweep) - {"seeds", "grid", "variants", "scatter"})
+    bad = sorted(set(sweep) - set(SWEEP_KEYS))
     if bad:
-        raise ConfigError(f"sweep.{bad[0]}: unknown key; allowed: grid, scatter, seeds, variants")
+        raise ConfigError(f"sweep.{bad[0]}: unknown key; allowed: {', '.join(SWEEP_KEYS)}")
+    for key in ("scatter", "front"):
+        for i, pair in enumerate(coerce(f"sweep.{key}", sweep.get(key, []), list)):
+            if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
+                raise ConfigError(f"sweep.{key}[{i}]: {pair!r} is not allowed; give [X, Y], two metric names")
+    coerce("sweep.front_post", sweep.get("front_post", []), list[str])
     for i, s in enumerate(coerce("sweep.seeds", sweep.get("seeds", [seed]), list[int])):
         if not 0 <= s < 2**32:
             raise ConfigError(f"sweep.seeds[{i}]: {s} is not allowed; use integers in [0, 2**32)")
@@ -346,6 +351,9 @@ def validate(raw: dict, source: str = "") -> Config:
 
     post = expand(raw.get("post", []), build_dataclass)
     return Config(seed, hooks, data, model, optimizer, optimizer_cfg, train, sweep, copy.deepcopy(raw), source, post)
+
+
+SWEEP_KEYS = ("front", "front_post", "grid", "scatter", "seeds", "variants")
 
 
 def load_config(path: str | Path, overrides=()) -> Config:

@@ -135,8 +135,8 @@ def scatter(groups, x: str, y: str, path: Path) -> bool:
             xs = [r["values"][x] for r in runs if x in r["values"] and y in r["values"]]
             ys = [r["values"][y] for r in runs if x in r["values"] and y in r["values"]]
             if xs:
-                ax.errorbar(np.mean(xs), np.mean(ys), xerr=np.std(xs), yerr=np.std(ys), fmt="o", capsize=3,
-                            color=style(order[label])["color"], marker="osD^v<>ph*"[order[label] % 10],
+                ax.errorbar(np.mean(xs), np.mean(ys), xerr=np.std(xs), yerr=np.std(ys), capsize=3,
+                            fmt="osD^v<>ph*"[order[label] % 10], color=style(order[label])["color"],
                             label=legend_name(label, keys))
                 xs_all.append(np.mean(xs))
                 ys_all.append(np.mean(ys))

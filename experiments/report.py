@@ -18,6 +18,7 @@ import numpy as np
 from experiments import plots as figures
 from experiments import stats
 from experiments.errors import ConfigError
+from experiments.front import front_section
 from experiments.post_report import post_section
 from experiments.scaling import training_compute
 
@@ -114,7 +115,8 @@ def target_table(groups: dict[str, list[dict]], baseline: str | None = None) -> 
     grid point."""
     lines, per_group = [], {}
     for label, runs in groups.items():
-        if not runs[0]["config"].get("train", {}).get("target_metric"):
+        train = runs[0]["config"].get("train", {})
+        if not train.get("target_metric") or train.get("target_value") is None:
             return []
         per_group[label] = [stats.epochs_to_target(r["dir"]) for r in runs]
     every = [k for rows in per_group.values() for r in rows for k in r if k.endswith("_evals")]
@@ -151,11 +153,13 @@ def _ci_cell_median(values) -> str:
 
 
 def compare(dirs, out: str | Path, *, scatter=(), metrics=None, baseline: str | None = None, post=(),
-            scaling=(), n_boot: int = 200) -> Path:
+            scaling=(), front=(), n_boot: int = 200) -> Path:
     """Write ``out/report.md`` and PNG plots for the finished runs under ``dirs``; returns the report's path.
     Runs with post-training stages get a stage table and plots of metrics against stage parameters (``post``:
     extra ``(param, metric)`` pairs). ``scaling``: ``(compute, loss)`` pairs fitted as power laws per group
-    (``train_flops`` = FLOPs per step × steps; ``train_flops_6nd`` = 6 · active params · tokens where recorded)."""
+    (``train_flops`` = FLOPs per step × steps; ``train_flops_6nd`` = 6 · active params · tokens where recorded).
+    ``front``: ``(x, y)`` pairs drawn for every group and post stage with the Pareto front (``experiments.front``;
+    configs add theirs and the stages to show with ``sweep.front`` / ``sweep.front_post``)."""
     runs = load_runs(dirs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -196,6 +200,12 @@ def compare(dirs, out: str | Path, *, scatter=(), metrics=None, baseline: str | 
         more, pngs = scaling_section(runs, out, compute_key, loss_key, baseline, n_boot=n_boot)
         lines += more
         plots += pngs
+    sweep_cfgs = [r["config"].get("sweep", {}) for r in runs]
+    fronts = list(front) + [tuple(p) for c in sweep_cfgs for p in c.get("front", [])]
+    stages = {s for c in sweep_cfgs for s in c.get("front_post", [])} or None
+    more, pngs = front_section(groups, out, fronts, stages)
+    lines += more
+    plots += pngs
     post_lines, post_plots = post_section(groups, out, list(dict.fromkeys(curve_metrics + names)), post)
     lines += post_lines
     plots += post_plots

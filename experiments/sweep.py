@@ -56,8 +56,9 @@ def expand(raw: dict) -> list[tuple[str, dict]]:
                 for key, value in zip(keys, values):
                     set_dotted(cfg, key, value)
                 cfg["seed"] = seed
-                if sweep.get("scatter"):  # kept so `compare` finds the plots this experiment asks for
-                    cfg["sweep"] = {"scatter": sweep["scatter"]}
+                plots = {k: sweep[k] for k in ("scatter", "front", "front_post") if sweep.get(k)}
+                if plots:  # kept so `compare` finds the plots this experiment asks for
+                    cfg["sweep"] = plots
                 parts = ([_slug(vname)] if vname else []) + [f"{_slug(k)}={_slug(v)}" for k, v in zip(keys, values)]
                 runs.append(("__".join(parts + [f"seed={seed}"]), cfg))
     return runs

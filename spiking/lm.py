@@ -22,6 +22,10 @@ of the same shape, ``top_k`` of them per token (keyword arguments ``experts``, `
 ``balance``, ``balance_weight``, ``z_loss_weight``, ``bias_rate``; defaults ``MOE_DEFAULTS``). In SpikingLM the
 experts read spikes as the MLP does ("pre") and the router reads the float LayerNorm output averaged over T.
 
+``token_shift=True`` (both models): the Linears that read a block's LayerNorm output (Q/K/V, the MLP's first or
+the experts) read half its channels from the previous token (``token_shift``; RWKV-2, as SpikeGPT shifts tokens).
+It adds no operation; a byte-level model learns local context from it far sooner.
+
 ``dtype`` ("float32" | "bfloat16" | "float16", every model): the Linears, attention and experts compute in that
 type; parameters (so the optimizer state), the residual stream, LayerNorms, softmax (``dot_product_attention``
 accumulates its logits in float32), neuron membranes, the router and the logits the loss reads stay float32.
@@ -68,8 +72,20 @@ def _moe(ffn: str, width: int, hidden: int, moe_kw: dict, rngs) -> MoEFeedForwar
     if unknown:
         raise TypeError(f"unknown mixture-of-experts arguments {sorted(unknown)}")
     return MoEFeedForward(width, hidden, **{**MOE_DEFAULTS, **moe_kw}, rngs=rngs) if ffn == "moe" else None
-__all__ = ["ATTENTIONS", "DTYPES", "DenseBlock", "DenseLM", "FFNS", "MOE_DEFAULTS", "PLACEMENTS", "SpikingBlock", "SpikingLM", "TWIN_ACTIVATIONS",
-           "causal_spiking_attention"]
+__all__ = ["ATTENTIONS", "DTYPES", "DenseBlock", "DenseLM", "FFNS", "MOE_DEFAULTS", "PLACEMENTS", "SpikingBlock",
+           "SpikingLM", "TWIN_ACTIVATIONS", "causal_spiking_attention", "token_shift"]
+
+
+def token_shift(x):
+    """RWKV-2's token shift (Peng 2021; SpikeGPT, Zhu et al. 2023, shifts tokens too): the second half of the
+    channels of ``x [..., L, D]`` is read from the previous position (zeros at position 0), the first half stays.
+
+    A Linear reading the result sees the current and the previous token at no arithmetic cost: it moves data and
+    adds no operation, so spikes stay binary and the op accounting is unchanged.
+    """
+    half = x.shape[-1] // 2
+    prev = jnp.pad(x[..., :-1, half:], [(0, 0)] * (x.ndim - 2) + [(1, 0), (0, 0)])
+    return jnp.concatenate([x[..., :half], prev], axis=-1)
 
 
 def causal_spiking_attention(q, k, v):
@@ -94,9 +110,9 @@ class SpikingBlock(nnx.Module):
     """
 
     def __init__(self, width, heads, mlp_ratio, placement, neuron_kw, *, ffn="dense", moe_kw=None,
-                 dtype=jnp.float32, rngs):
+                 dtype=jnp.float32, shift=False, rngs):
         d, h = width, width * mlp_ratio
-        self.heads, self.placement = heads, placement
+        self.heads, self.placement, self.shift = heads, placement, shift
         self.ln1, self.ln2 = _norm(d, rngs), _norm(d, rngs)
         self.ln_attn = _norm(d, rngs)
         self.wq, self.wk, self.wv, self.wo = (nnx.Linear(d, d, dtype=dtype, rngs=rngs) for _ in range(4))
@@ -108,6 +124,12 @@ class SpikingBlock(nnx.Module):
     def _fire(self, x):
         """The neuron before a Linear ("pre" placement); identity for "post", whose neurons follow the Linears."""
         return self.neuron(x) if self.placement == "pre" else x
+
+    def _input(self, h):
+        """What the block's first Linears (Q/K/V, the MLP's first) read of the LayerNorm output ``h``: its spikes
+        ("pre"), token-shifted when ``shift``."""
+        s = self._fire(h)
+        return token_shift(s) if self.shift else s
 
     def _linear(self, name, x):
         """The Linear ``self.<name>`` on ``x [T, B, L, in]``; "post" fires a neuron after it. Sows its input and
@@ -123,7 +145,7 @@ class SpikingBlock(nnx.Module):
         """``x [T, B, L, D]`` -> ``[T, B, L, D]``: ``x + O(attn(Q, K, V))``, then ``x + W2(W1(ln2 x))``, spiking."""
         t, b, length, d = x.shape
         h = self.ln1(x)
-        s = self._fire(h)
+        s = self._input(h)
         q, k, v = (self._fire(self._linear(n, s)) for n in ("wq", "wk", "wv"))  # spikes
         heads = lambda z: z.reshape(t, b, length, self.heads, d // self.heads)  # [T, B, L, H, dh]
         qh, kh, vh = heads(q), heads(k), heads(v)
@@ -140,10 +162,10 @@ class SpikingBlock(nnx.Module):
         """The spiking MLP of ``h [T, B, L, D]`` (the LayerNorm output), or its mixture of experts: experts read
         spikes as the MLP does; the router reads the float ``h`` averaged over T (one decision per token)."""
         if self.moe is None:
-            return self._linear("w2", self._fire(self._linear("w1", self._fire(h))))
+            return self._linear("w2", self._fire(self._linear("w1", self._input(h))))
         rates = self.placement if self.neuron.spiking else None
         after = self.neuron if self.placement == "post" else None
-        return self.moe(self._fire(h), router_input=h.mean(0), activation=self.neuron, spike_rates=rates, after=after)
+        return self.moe(self._input(h), router_input=h.mean(0), activation=self.neuron, spike_rates=rates, after=after)
 
 
 class _Embedding(nnx.Module):
@@ -164,8 +186,8 @@ class SpikingLM(nnx.Module):
     def __init__(self, *, vocab: int = 256, width: int = 128, depth: int = 2, heads: int = 4, seq_len: int = 128,
                  timesteps: int = 4, spike_placement: str = "pre", neuron: str = "lif", surrogate: str = "atan",
                  beta: float = 0.5, threshold: float = 1.0, mlp_ratio: int = 4, spiking: bool = True,
-                 twin_activation: str = "sigmoid", ffn: str = "dense", dtype: str = "float32", rngs: nnx.Rngs,
-                 **moe_kw):
+                 twin_activation: str = "sigmoid", ffn: str = "dense", dtype: str = "float32",
+                 token_shift: bool = False, rngs: nnx.Rngs, **moe_kw):
         if spike_placement not in PLACEMENTS:
             raise ValueError(f"spike_placement: {spike_placement!r} is not allowed; use one of {PLACEMENTS}")
         if neuron not in NEURONS:
@@ -190,7 +212,9 @@ class SpikingLM(nnx.Module):
         self.ffn = ffn
         self.dtype = dtype
         self.blocks = nnx.List([SpikingBlock(width, heads, mlp_ratio, spike_placement, neuron_kw, ffn=ffn,
-                                             moe_kw=moe_kw, dtype=DTYPES[dtype], rngs=rngs) for _ in range(depth)])
+                                             moe_kw=moe_kw, dtype=DTYPES[dtype], shift=token_shift,
+                                             rngs=rngs) for _ in range(depth)])
+        self.token_shift = token_shift
         self.ln_f = _norm(width, rngs)
         self.head = nnx.Linear(width, vocab, dtype=DTYPES[dtype], rngs=rngs)
 
@@ -209,9 +233,9 @@ class DenseBlock(nnx.Module):
     """Pre-LayerNorm transformer block: causal ``jax.nn.dot_product_attention`` + GELU MLP, ``[B, L, D]``."""
 
     def __init__(self, width, heads, mlp_ratio, *, ffn="dense", moe_kw=None, dtype=jnp.float32, attention="xla",
-                 rngs):
+                 shift=False, rngs):
         d, h = width, width * mlp_ratio
-        self.heads, self.attention = heads, attention
+        self.heads, self.attention, self.shift = heads, attention, shift
         self.ln1, self.ln2 = _norm(d, rngs), _norm(d, rngs)
         self.wq, self.wk, self.wv, self.wo = (nnx.Linear(d, d, dtype=dtype, rngs=rngs) for _ in range(4))
         self.moe = _moe(ffn, d, h, {**(moe_kw or {}), "dtype": dtype}, rngs)
@@ -221,9 +245,9 @@ class DenseBlock(nnx.Module):
     def __call__(self, x):
         """``x [B, L, D]`` -> ``[B, L, D]``: ``x + attend(ln1 x)``, then ``x + mlp(ln2 x)``."""
         h1 = self.ln1(x)
-        x = x + self.attend(h1)
+        x = x + self.attend(token_shift(h1) if self.shift else h1)
         h2 = self.ln2(x)
-        x = x + self.mlp(h2)
+        x = x + self.mlp(token_shift(h2) if self.shift else h2)
         trace(self, layernorm=(h1, h2))
         return x
 
@@ -250,15 +274,15 @@ class DenseLM(nnx.Module):
 
     def __init__(self, *, vocab: int = 256, width: int = 128, depth: int = 2, heads: int = 4, seq_len: int = 128,
                  mlp_ratio: int = 4, ffn: str = "dense", dtype: str = "float32", attention: str = "xla",
-                 rngs: nnx.Rngs, **moe_kw):
+                 token_shift: bool = False, rngs: nnx.Rngs, **moe_kw):
         if width % heads or depth < 1:
             raise ValueError(f"width/heads/depth: {width}/{heads}/{depth} not allowed; width must divide by heads")
         self.width, self.depth, self.heads, self.seq_len, self.vocab = width, depth, heads, seq_len, vocab
         self.mlp_ratio = mlp_ratio
         self.embed = _Embedding(vocab, width, seq_len, rngs=rngs)
-        self.ffn, self.dtype, self.attention = ffn, dtype, attention
+        self.ffn, self.dtype, self.attention, self.token_shift = ffn, dtype, attention, token_shift
         self.blocks = nnx.List([DenseBlock(width, heads, mlp_ratio, ffn=ffn, moe_kw=moe_kw, dtype=DTYPES[dtype],
-                                           attention=attention, rngs=rngs) for _ in range(depth)])
+                                           attention=attention, shift=token_shift, rngs=rngs) for _ in range(depth)])
         self.ln_f = _norm(width, rngs)
         self.head = nnx.Linear(width, vocab, dtype=DTYPES[dtype], rngs=rngs)
 

@@ -70,7 +70,8 @@ class LMConfig:
     """Width, depth, heads, MLP ratio; ``ffn = "moe"``: every MLP becomes ``experts`` MLPs of the same shape, of
     which ``top_k`` run per token (``capacity_factor <= 0``: dropless); ``balance``: the Switch balance loss
     (``balance_weight``), the aux-loss-free bias (``bias_rate``) or none; ``z_loss_weight``: ST-MoE's z-loss.
-    ``dtype``: the compute type (parameters, optimizer state, norms, softmax, router and loss stay float32)."""
+    ``dtype``: the compute type (parameters, optimizer state, norms, softmax, router and loss stay float32).
+    ``token_shift``: Q/K/V and the MLP read half their input's channels from the previous token."""
 
     width: int = 128
     depth: int = 2
@@ -85,6 +86,7 @@ class LMConfig:
     z_loss_weight: float = 1e-3
     bias_rate: float = 1e-3
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    token_shift: bool = False  # RWKV-2's token shift on what Q/K/V and the MLP read (spiking.lm.token_shift)
 
     def __post_init__(self):
         if self.width < 1 or self.depth < 1 or self.heads < 1 or self.width % self.heads:
