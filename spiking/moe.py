@@ -32,7 +32,7 @@ from flax import nnx
 from spiking.layers import Neuron, trace
 
 __all__ = ["BALANCES", "DISPATCHES", "MoEFeedForward", "MoEStats", "RouterBias", "Routing", "capacity",
-           "load_balance_loss", "route", "router_z_loss"]
+           "gather_rows", "load_balance_loss", "route", "router_z_loss"]
 
 BALANCES = ("loss", "bias", "none")
 DISPATCHES = ("gather", "einsum")
@@ -102,6 +102,30 @@ def router_z_loss(logits: jax.Array) -> jax.Array:
     return jnp.mean(jax.nn.logsumexp(logits.astype(jnp.float32), axis=-1) ** 2)
 
 
+@jax.custom_vjp
+def gather_rows(src: jax.Array, index: jax.Array, inverse: jax.Array) -> jax.Array:
+    """Rows ``index [R]`` of ``src [..., M, D]`` (index ``M``: a zero row) -> ``[..., R, D]``, differentiated by a
+    gather too: ``inverse [M, m]`` lists, per source row, the output rows that read it (``R``: none), so the
+    gradient is ``Σ_m g[inverse[:, m]]`` instead of the scatter-add autodiff would emit (slow on CPU).
+    Dispatch and combine are such gathers: each slot holds at most one token, each token fills at most k slots."""
+    pad = jnp.zeros((*src.shape[:-2], 1, src.shape[-1]), src.dtype)
+    return jnp.take(jnp.concatenate([src, pad], axis=-2), index, axis=-2)
+
+
+def _gather_rows_fwd(src, index, inverse):
+    return gather_rows(src, index, inverse), (inverse, src.shape[-2])
+
+
+def _gather_rows_bwd(res, g):
+    inverse, m = res
+    pad = jnp.zeros((*g.shape[:-2], 1, g.shape[-1]), g.dtype)
+    rows = jnp.take(jnp.concatenate([g, pad], axis=-2), inverse.reshape(-1), axis=-2)
+    return rows.reshape(*g.shape[:-2], m, inverse.shape[-1], g.shape[-1]).sum(-2), None, None
+
+
+gather_rows.defvjp(_gather_rows_fwd, _gather_rows_bwd)
+
+
 def expert_load(expert_index: jax.Array, num_experts: int) -> jax.Array:
     """Share of the assignments each expert received ``[E]`` (sums to 1)."""
     return jax.nn.one_hot(expert_index.reshape(-1), num_experts, dtype=jnp.float32).mean(0)
@@ -160,8 +184,7 @@ class MoEFeedForward(nnx.Module):
         used = (owner < n).reshape(e, cap)  # [E, C]: the slot holds a token
         gates = (r.gates * r.kept).astype(dt)
         if self.dispatch == "gather":
-            xpad = jnp.concatenate([xf, jnp.zeros((*lead, 1, d), xf.dtype)], axis=-2)
-            xd = jnp.take(xpad, owner, axis=-2).reshape(*lead, e, cap, d)
+            xd = gather_rows(xf, owner, slot).reshape(*lead, e, cap, d)
         else:
             combine = (jax.nn.one_hot(slot, e * cap, dtype=dt) * gates[..., None]).sum(1).reshape(n, e, cap)
             xd = jnp.einsum("nec,...nd->...ecd", (combine > 0).astype(dt), xf.astype(dt))
@@ -173,8 +196,11 @@ class MoEFeedForward(nnx.Module):
         if after is not None:
             yd = (after(yd, slots=used) if isinstance(after, Neuron) else after(yd)) * mask
         if self.dispatch == "gather":
-            yflat = jnp.concatenate([yd.reshape(*lead, e * cap, d), jnp.zeros((*lead, 1, d), yd.dtype)], axis=-2)
-            y = (jnp.take(yflat, slot, axis=-2) * gates[..., None]).sum(-2)  # [*lead, N, D]
+            flat = slot.reshape(-1)  # assignment a = n·k + j -> its slot; and back: slot -> a (N·k: empty)
+            assignment = jnp.full((e * cap + 1,), n * self.top_k, jnp.int32).at[flat].set(
+                jnp.arange(n * self.top_k, dtype=jnp.int32))[: e * cap, None]
+            z = gather_rows(yd.reshape(*lead, e * cap, d), flat, assignment).reshape(*lead, n, self.top_k, d)
+            y = (z * gates[..., None]).sum(-2)  # [*lead, N, D]
         else:
             y = jnp.einsum("nec,...ecd->...nd", combine, yd)
         self._record(r, logits, r_in, xd, hidden, yd, used, spike_rates, isinstance(activation, Neuron))

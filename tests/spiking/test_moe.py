@@ -76,6 +76,21 @@ def test_gather_and_einsum_dispatch_agree():
     np.testing.assert_allclose(np.asarray(_call(a, h)), np.asarray(_call(b, h)), rtol=1e-5, atol=1e-6)
 
 
+def test_gather_and_einsum_dispatch_have_the_same_gradients():
+    """The gather dispatch differentiates by gathers (``gather_rows``' own VJP), with drops (capacity 0.75) and a
+    leading time axis; the einsum dispatch by autodiff: both give every parameter's and the input's gradient."""
+    kw = dict(experts=4, top_k=2, capacity_factor=0.75)
+    h = jax.random.normal(jax.random.key(3), (2, 2, 8, 16))  # [T, B, L, D]
+    grads = []
+    for dispatch in ("gather", "einsum"):
+        graphdef, params, rest = nnx.split(MoEFeedForward(16, 32, **kw, dispatch=dispatch, rngs=nnx.Rngs(0)),
+                                           nnx.Param, ...)
+        loss = lambda p, x: jnp.sum(nnx.merge(graphdef, p, rest)(x, router_input=x.mean(0)) ** 2)
+        grads.append(jax.tree.leaves(jax.jit(jax.grad(loss, argnums=(0, 1)))(params, h)))
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
 def test_bias_update_moves_a_skewed_router_toward_uniform_load():
     moe = MoEFeedForward(8, 16, experts=4, top_k=1, capacity_factor=0.0, balance="bias", bias_rate=0.05,
                          rngs=nnx.Rngs(0))
