@@ -252,7 +252,8 @@ def measure_energy(model, batches) -> dict[str, float]:
 
     Returns per-token figures (picojoules; strict and with memory at the model's precision, ``dtype`` and a
     transformed copy's ``precision`` / pruning read by ``energy.model_formats``), per-layer firing rates, the
-    weight and activation bytes per token, and the ratios to the matched dense model
+    weight and activation bytes per token, ``active_params`` (``active_params``) and ``tokens_per_example``
+    (for ``6 N D`` training compute), and the ratios to the matched dense model
     (``energy.dense_lm_macs`` of the same width, depth, heads, MLP ratio and evaluated sequence length; for a
     mixture of experts, MLP ratio × top_k: the dense model of equal active FLOPs per token).
     """
@@ -272,7 +273,18 @@ def measure_energy(model, batches) -> dict[str, float]:
                                  vocab=model.vocab)
     out = energy.account(total, tokens, dense_macs_per_token=dense, formats=energy.model_formats(model))
     out["timesteps"] = float(getattr(model, "timesteps", 1))
+    out.update(active_params=active_params(model), tokens_per_example=float(length))
     return {k: float(np.asarray(v)) for k, v in out.items()}
+
+
+def active_params(model) -> float:
+    """Kaplan et al.'s N for ``6 N D`` training compute: the parameters a token uses, embeddings left out (token
+    and position tables) and, in a mixture of experts, the experts it is not routed to."""
+    total = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    embed = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(model.embed, nnx.Param)))
+    idle = sum((m.experts - m.top_k) * m.expert_params() for _, m in nnx.iter_modules(model)
+               if isinstance(m, MoEFeedForward))
+    return float(total - embed - idle)
 
 
 @register_hook("spiking_energy", doc="firing rates, MACs/ACs, energy per token (published, strict at precision, "

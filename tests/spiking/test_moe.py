@@ -167,3 +167,18 @@ def test_spiking_moe_experts_read_spikes():
     assert out["blocks.0.moe.w1"]["binary"] == 1 and out["blocks.0.moe.w2"]["binary"] == 1
     assert out["blocks.0.moe.router"]["binary"] == 0  # the router reads the float LayerNorm output
     assert 0 < out["blocks.0.moe.w1"]["rate_nnz"] / out["blocks.0.moe.w1"]["rate_size"] < 1
+
+
+def test_active_params_count_what_a_token_uses():
+    """Kaplan's N for 6ND: a dense LM's parameters without the embedding tables, by hand; a top-2 MoE of 8 experts
+    of hidden 2D: that plus the router, with each block's MLP counted for two experts instead of eight."""
+    from spiking.registry import active_params
+
+    d, depth, seq = 16, 2, 8
+    dense = DenseLM(width=d, depth=depth, heads=2, seq_len=seq, mlp_ratio=4, rngs=nnx.Rngs(0))
+    block = 4 * (d * d + d) + (d * 4 * d + 4 * d) + (4 * d * d + d) + 2 * 2 * d  # Q/K/V/O, MLP, two LayerNorms
+    assert active_params(dense) == depth * block + 2 * d + d * 256 + 256  # + final LayerNorm and head
+    moe = DenseLM(width=d, depth=depth, heads=2, seq_len=seq, mlp_ratio=2, ffn="moe", experts=8, top_k=2,
+                  rngs=nnx.Rngs(0))
+    expert = d * 2 * d + 2 * d + 2 * d * d + d
+    assert active_params(moe) == active_params(dense) + depth * (2 * expert - (8 * d * d + 5 * d) + d * 8)
