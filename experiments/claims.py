@@ -21,12 +21,28 @@ per-size adjustments, and the verdict rule, fixed before any run::
     compare = "ratio"                     # "value" | "ratio" | "difference"
     op = "<="
     threshold = 1.10
+    [[claim.cases.conditions]]            # or, instead of compare, a fitted quantity (experiments/claim_fits.py)
+    a = { variant = "sparse" }
+    b = { variant = "dense" }             # only for fit = "multiplier" (the baseline fit)
+    fit = "multiplier"                    # "alpha" | "E" | "multiplier" | "alpha_change"
+    compute = "train_flops"               # the default
+    metric = "loss"
+    op = ">="
+    threshold = 1.0
 
 Each condition is judged on its 95% bootstrap CI over seeds (means; medians with censoring for *_to_target; fewer
 than two seeds on a side leaves it undecided):
 *holds* when the whole interval satisfies ``op threshold``, *fails* when the whole interval violates it, and is
 undecided otherwise. A case is supported when all its conditions hold and refuted when any fails. The claim's
 verdict: **supported** if some case is supported, **not supported** if every case is refuted, else **inconclusive**.
+
+A ``fit`` condition fits L(C) = E + A·C^(−α) to side a's runs (one point per run: its size, ``values[compute]``,
+``values[metric]``; sizes are the numeric config fields, seed aside, that differ among the side's runs) with
+``scaling.bootstrap_fit`` (200 refits, seeds resampled within sizes) and judges the fitted quantity's 95% CI by the
+same rule: ``alpha`` / ``E``, the full fit's value; ``multiplier``, the geometric mean over side a's sizes of the
+baseline (side b) compute reaching the size's mean loss over its mean compute (> 1: side a saves compute; undecided
+when a mean loss is at or below the baseline's floor E); ``alpha_change``, α on the upper half of the compute range
+minus α on the lower half (each half >= 3 sizes). Fewer than 3 sizes leaves a fit undecided, with a note.
 """
 
 from __future__ import annotations
@@ -42,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import stats
+from experiments import claim_fits, stats
 from experiments.config import apply_overrides, read_file, validate
 from experiments.errors import ConfigError
 from experiments.report import _fmt, compare, load_runs
@@ -76,6 +92,8 @@ def load_claim(path: str | Path) -> Claim:
         raise ConfigError(f"{path}: claim.{missing[0]} is missing")
     for case in raw["cases"]:
         for cond in case.get("conditions", []):
+            if "fit" in cond and (wrong := claim_fits.check(cond)):
+                raise ConfigError(f"{path}: {wrong}")
             if cond.get("compare", "value") not in ("value", "ratio", "difference"):
                 raise ConfigError(f"{path}: compare {cond.get('compare')!r} is not allowed; use value, ratio, difference")
             if cond.get("compare", "value") != "value" and "b" not in cond:
@@ -142,7 +160,11 @@ def _values(runs: list[dict], metric: str) -> list[float]:
 
 
 def judge(cond: dict, runs: list[dict]) -> dict:
-    """One condition: its estimate, 95% CI, n per side, and 'holds' / 'fails' / 'undecided' / 'missing'."""
+    """One condition: its estimate, 95% CI, n per side, and 'holds' / 'fails' / 'undecided' / 'missing' (a fit
+    condition also a ``note`` where relevant)."""
+    if "fit" in cond:
+        out = claim_fits.estimate(cond, _select(runs, cond["a"]), _select(runs, cond["b"]) if "b" in cond else [])
+        return {"state": out.pop("state", None) or _decide(cond, out["estimate"], *out["ci"]), **out}
     statistic = np.median if stats.to_target_key(cond["metric"]) else np.mean
     a = _values(_select(runs, cond["a"]), cond["metric"])
     kind = cond.get("compare", "value")
@@ -155,16 +177,21 @@ def judge(cond: dict, runs: list[dict]) -> dict:
         est, lo, hi = stats.ratio_ci(a, b, statistic=statistic)
     else:
         est, lo, hi = stats.difference_ci(a, b, statistic=statistic)
-    t, le = cond["threshold"], cond["op"] == "<="
-    if len(a) < 2 or (kind != "value" and len(b) < 2) or any(math.isnan(x) for x in (est, lo, hi)):  # no CI
-        state = "undecided"
-    elif (hi <= t) if le else (lo >= t):
-        state = "holds"
-    elif (lo > t) if le else (hi < t):
-        state = "fails"
-    else:
-        state = "undecided"
+    few = len(a) < 2 or (kind != "value" and len(b) < 2)  # no CI
+    state = "undecided" if few else _decide(cond, est, lo, hi)
     return {"state": state, "estimate": est, "ci": (lo, hi), "n": (len(a), len(b))}
+
+
+def _decide(cond: dict, est: float, lo: float, hi: float) -> str:
+    """'holds' when the whole CI satisfies ``op threshold``, 'fails' when it all violates it, else 'undecided'."""
+    t, le = cond["threshold"], cond["op"] == "<="
+    if any(math.isnan(x) for x in (est, lo, hi)):
+        return "undecided"
+    if (hi <= t) if le else (lo >= t):
+        return "holds"
+    if (lo > t) if le else (hi < t):
+        return "fails"
+    return "undecided"
 
 
 def verdict(claim: Claim, runs: list[dict]) -> tuple[str, list]:
@@ -183,16 +210,19 @@ def verdict(claim: Claim, runs: list[dict]) -> tuple[str, list]:
     return "inconclusive", judged
 
 
-def _describe(cond: dict) -> str:
-    def side(s):
-        where = ", ".join(f"{k}={v}" for k, v in s.get("where", {}).items())
-        return s.get("variant", "all") + (f" [{where}]" if where else "")
+def _side(s: dict) -> str:
+    where = ", ".join(f"{k}={v}" for k, v in s.get("where", {}).items())
+    return s.get("variant", "all") + (f" [{where}]" if where else "")
 
+
+def _describe(cond: dict) -> str:
+    if "fit" in cond:
+        return claim_fits.describe(cond, _side(cond["a"]), _side(cond.get("b", {})))
     stat = "median" if stats.to_target_key(cond["metric"]) else "mean"
     kind = cond.get("compare", "value")
-    expr = f"{stat} {cond['metric']} of {side(cond['a'])}"
+    expr = f"{stat} {cond['metric']} of {_side(cond['a'])}"
     if kind != "value":
-        expr += f" {'/' if kind == 'ratio' else '−'} of {side(cond['b'])}"
+        expr += f" {'/' if kind == 'ratio' else '−'} of {_side(cond['b'])}"
     return f"{expr} {cond['op']} {cond['threshold']}"
 
 

@@ -1,0 +1,100 @@
+"""Claim conditions on fitted quantities (experiments.claim_fits): α, compute multipliers, α's change, bad files.
+
+No training: the runs are dicts shaped like ``report.load_runs``'s, with losses drawn from known laws."""
+
+import math
+
+import numpy as np
+import pytest
+
+from experiments import ConfigError, claim_fits
+from experiments.claims import _describe, judge, load_claim
+from experiments.scaling import PowerLaw
+
+DENSE = PowerLaw(E=1.5, log_A=math.log(30.0), alpha=0.3)
+COMPUTE = np.logspace(9, 13, 5)
+ALPHA = {"a": {"variant": "dense"}, "fit": "alpha", "compute": "train_flops", "metric": "bits_per_char", "op": ">=",
+         "threshold": 0.05}
+
+
+@pytest.fixture(autouse=True)
+def fewer_refits(monkeypatch):
+    monkeypatch.setattr(claim_fits, "N_BOOT", 60)  # 200 in claims; 60 keeps the file fast
+
+
+def _runs(variant, law, compute=COMPUTE, gain=1.0, seeds=3, noise=3e-4, rng_seed=1):
+    """``seeds`` runs per size; each run's loss is ``law(gain · compute)`` times small multiplicative noise."""
+    rng = np.random.default_rng(rng_seed)
+    return [{"variant": variant, "dir": f"/fake/{variant}-{i}-{s}", "flat": {"seed": s, "model.name": "lm",
+                                                                            "model.width": 16 * 2 ** i},
+             "values": {"train_flops": float(c), "bits_per_char": float(law(gain * c)) * math.exp(
+                 noise * rng.standard_normal())}} for i, c in enumerate(compute) for s in range(seeds)]
+
+
+def _multiplier(a="moe"):
+    return {"a": {"variant": a}, "b": {"variant": "dense"}, "fit": "multiplier", "metric": "bits_per_char",
+            "op": ">=", "threshold": 2.0}
+
+
+def test_alpha_ci_holds_the_true_exponent_and_decides_by_the_threshold():
+    runs = _runs("dense", DENSE)
+    r = judge(ALPHA, runs)
+    lo, hi = r["ci"]
+    assert lo <= 0.3 <= hi and hi - lo < 0.05 and r["n"] == (15, 0), r
+    assert r["state"] == "holds"
+    assert judge(dict(ALPHA, threshold=lo - 0.01), runs)["state"] == "holds"
+    assert judge(dict(ALPHA, threshold=hi + 0.01), runs)["state"] == "fails"
+    assert _describe(ALPHA) == "fitted α of bits_per_char against train_flops for dense >= 0.05"
+    few = judge(ALPHA, _runs("dense", DENSE, compute=COMPUTE[:2]))
+    assert few["state"] == "undecided" and ">= 3 sizes" in few["note"] and math.isnan(few["estimate"])
+    assert judge(ALPHA, [])["state"] == "missing"
+
+
+def test_dense_against_its_own_fit_is_worth_one():
+    runs = _runs("dense", DENSE)
+    r = judge(dict(_multiplier("dense"), threshold=1.0), runs)
+    assert r["estimate"] == pytest.approx(1.0, rel=0.02)
+    assert [m["size"] for m in r["multipliers"]] == [f"width={16 * 2 ** i}" for i in range(5)]
+
+
+def test_a_lever_reaching_dense_loss_at_a_quarter_of_the_compute_is_worth_four():
+    runs = _runs("dense", DENSE) + _runs("moe", DENSE, compute=COMPUTE / 4, gain=4.0, rng_seed=2)
+    r = judge(_multiplier(), runs)
+    assert r["estimate"] == pytest.approx(4.0, rel=0.1) and r["state"] == "holds", r
+    assert r["ci"][0] <= r["estimate"] <= r["ci"][1] and len(r["multipliers"]) == 5
+    assert _describe(_multiplier()) == ("compute multiplier of moe against the dense fit (bits_per_char, "
+                                        "train_flops) >= 2.0")
+
+
+def test_a_lever_below_the_dense_floor_is_undecided():
+    runs = _runs("dense", DENSE) + _runs("moe", lambda c: 0.95 * DENSE.E, compute=COMPUTE / 4)
+    r = judge(_multiplier(), runs)
+    assert r["state"] == "undecided" and "floor" in r["note"] and math.isnan(r["estimate"])
+    assert all(math.isinf(m["multiplier"]) for m in r["multipliers"])
+
+
+def test_alpha_change_sees_an_exponent_flatten():
+    def bent(c):  # steeper below 1e11 (α = 0.4) than above (α = 0.1); 1e11 is the median size
+        return 1.5 + 0.5 * (c / 1e11) ** (-0.4 if c < 1e11 else -0.1)
+
+    cond = dict(ALPHA, fit="alpha_change", op="<=", threshold=0.0)
+    r = judge(cond, _runs("dense", bent, compute=np.logspace(9, 13, 7)))
+    assert r["estimate"] == pytest.approx(-0.3, abs=0.05) and r["ci"][1] < 0 and r["state"] == "holds", r
+    assert r["alpha_lower"] == pytest.approx(0.4, abs=0.05)
+    few = judge(cond, _runs("dense", bent, compute=np.logspace(9, 13, 4)))
+    assert few["state"] == "undecided" and "each half" in few["note"]
+
+
+@pytest.mark.parametrize("cond, message", [
+    ('fit = "beta"', "fit 'beta' is not allowed; use one of alpha, E, multiplier, alpha_change"),
+    ('fit = "multiplier"', "needs b = { variant = ... }"),
+    ('fit = "alpha", compare = "ratio", b = { variant = "b" }', "cannot be given together"),
+], ids=["unknown fit", "multiplier without b", "fit with compare"])
+def test_bad_fit_conditions_are_refused_in_one_line(tmp_path, cond, message):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[claim]\nid = 9\ntitle = "t"\nstatement = "s"\nsource = "s"\nexperiment = "x.toml"\n'
+                   f'[[claim.cases]]\nconditions = [{{ a = {{ variant = "a" }}, {cond}, metric = "m", op = ">=", '
+                   'threshold = 1 }]\n')
+    with pytest.raises(ConfigError) as err:
+        load_claim(bad)
+    assert str(err.value).startswith(f"{bad}: ") and message in str(err.value) and "\n" not in str(err.value)
