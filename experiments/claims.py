@@ -8,14 +8,17 @@ per-size adjustments, and the verdict rule, fixed before any run::
     id = 1
     title = "..."; statement = "..."; source = "..."; experiment = "../sparse_vs_dense.toml"
     metrics = ["loss", "cost_ratio"]
-    [claim.sizes.smoke]                   # seeds, a subset of variants, grid values, dotted overrides
+    scaling = [["train_flops", "loss"]]   # optional: compare's power-law fits, against baseline = "..." (a family)
+    [claim.sizes.smoke]                   # seeds, a subset of variants, grid values, dotted overrides;
+                                          # skip = "needs a GPU: ..." reports the claim as not run at that size
     seeds = [0, 1]
     variants = ["dense", "sparse"]
     overrides = { "train.steps" = 20 }
     [[claim.cases]]                       # the claim is supported if ANY case holds
     name = "sparse matches dense"
     [[claim.cases.conditions]]            # a case holds if ALL its conditions hold
-    a = { variant = "sparse" }          # runs of a variant, optionally narrowed: where = { "data.train_size" = 100 }
+    a = { variant = "sparse" }            # runs of a variant, optionally narrowed: where = { "data.train_size" = 100 };
+                                          # post = "prune(sparsity=0.5)": each run's post-training stage of that label
     b = { variant = "dense" }             # only for compare = "ratio" (a / b) or "difference" (a - b)
     metric = "loss"                       # a summary metric, or steps_to_target / epochs_to_target / *_evals_to_target
     compare = "ratio"                     # "value" | "ratio" | "difference"
@@ -29,6 +32,8 @@ per-size adjustments, and the verdict rule, fixed before any run::
     metric = "loss"
     op = ">="
     threshold = 1.0
+
+Runs live in ``out/<experiment>[-<overrides hash>]/<run>``: claims that run one experiment share its runs.
 
 Each condition is judged on its 95% bootstrap CI over seeds (means; medians with censoring for *_to_target; fewer
 than two seeds on a side leaves it undecided):
@@ -54,6 +59,7 @@ import json
 import math
 import re
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +86,8 @@ class Claim:
     sizes: dict
     cases: list
     scatter: list
+    scaling: list = dataclasses.field(default_factory=list)
+    baseline: str | None = None
 
 
 def load_claim(path: str | Path) -> Claim:
@@ -103,7 +111,8 @@ def load_claim(path: str | Path) -> Claim:
             if cond.get("op") not in ("<=", ">="):
                 raise ConfigError(f"{path}: op {cond.get('op')!r} is not allowed; use <= or >=")
     return Claim(path, raw["id"], raw["title"], raw["statement"], raw["source"], (path.parent / raw["experiment"]),
-                 raw.get("metrics", []), raw.get("sizes", {}), raw["cases"], raw.get("scatter", []))
+                 raw.get("metrics", []), raw.get("sizes", {}), raw["cases"], raw.get("scatter", []),
+                 raw.get("scaling", []), raw.get("baseline"))
 
 
 def all_claims(only=None) -> list[Claim]:
@@ -121,8 +130,10 @@ def plan(claim: Claim, size: str) -> list[tuple[str, str, object]]:
     """``[(variant, run name, Config)]`` of a claim's experiment at ``size`` (validated before anything runs)."""
     if size not in SIZES:
         raise ConfigError(f"--size: {size!r} is not allowed; use one of {', '.join(SIZES)}")
-    raw = read_file(claim.experiment)
     adjust = claim.sizes.get(size, {})
+    if adjust.get("skip"):
+        return []
+    raw = read_file(claim.experiment)
     sweep = raw.setdefault("sweep", {})
     if "seeds" in adjust:
         sweep["seeds"] = adjust["seeds"]
@@ -147,10 +158,28 @@ def plan(claim: Claim, size: str) -> list[tuple[str, str, object]]:
     return runs
 
 
+def runs_folder(claim: Claim, size: str) -> str:
+    """The folder (under the claims' ``out``) of a claim's runs: named by its experiment, so claims that run the
+    same experiment with the same overrides share their runs (a hash of the overrides tells others apart)."""
+    overrides = claim.sizes.get(size, {}).get("overrides", {})
+    tag = zlib.crc32(json.dumps(overrides, sort_keys=True).encode()) if overrides else None
+    return claim.experiment.stem + (f"-{tag:08x}" if tag is not None else "")
+
+
 def _select(runs: list[dict], side: dict) -> list[dict]:
+    """The runs of a side: its variant, narrowed by ``where``; with ``post = "LABEL"``, each run's post-training
+    stage of that label in its place (its metrics as the run's values; runs without the stage left out)."""
     where = side.get("where", {})
-    return [r for r in runs if r["variant"] == side.get("variant", r["variant"])
-            and all(r["flat"].get(k) == v for k, v in where.items())]
+    chosen = [r for r in runs if r["variant"] == side.get("variant", r["variant"])
+              and all(r["flat"].get(k) == v for k, v in where.items())]
+    if "post" not in side:
+        return chosen
+    staged = []
+    for r in chosen:
+        for p in r["summary"].get("post", []):
+            if p["label"] == side["post"]:
+                staged.append({**r, "values": {**r["values"], **p["metrics"]}})
+    return staged
 
 
 def _values(runs: list[dict], metric: str) -> list[float]:
@@ -212,7 +241,7 @@ def verdict(claim: Claim, runs: list[dict]) -> tuple[str, list]:
 
 def _side(s: dict) -> str:
     where = ", ".join(f"{k}={v}" for k, v in s.get("where", {}).items())
-    return s.get("variant", "all") + (f" [{where}]" if where else "")
+    return s.get("variant", "all") + (f" [{where}]" if where else "") + (f" + {s['post']}" if "post" in s else "")
 
 
 def _describe(cond: dict) -> str:
@@ -282,11 +311,28 @@ def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, o
             lines.append(f"  - {_describe(cond)}: estimate {_fmt(r['estimate'])} [{_fmt(r['ci'][0])}, "
                          f"{_fmt(r['ci'][1])}], n = {r['n'][0]}{'/' + str(r['n'][1]) if r['n'][1] else ''} → "
                          f"{r['state']}")
+            lines += [f"    - {m['size']}: multiplier {_fmt(m['multiplier'])}" for m in r.get("multipliers", [])]
+            lines += [f"    - note: {r['note']}"] if r.get("note") else []
     lines += ["", f"**Verdict: {result}.**", ""]
     for png in sorted(report_dir.glob("*.png")):
-        if png.name.startswith("scatter") or "eval" in png.name:
+        if _shows(png.name, claim.metrics):
             lines.append(f"![{png.stem}]({png.relative_to(out)})")
     return lines + [""]
+
+
+def _shows(name: str, metrics) -> bool:
+    """The report plots a claim section shows: scatters, fronts, scaling fits, eval curves, and post-stage plots
+    of the claim's own metrics."""
+    if name.startswith("post_"):
+        return any(name.startswith(f"post_{m}_vs_") for m in metrics)
+    return name.startswith(("scatter", "front", "scaling")) or "eval" in name
+
+
+def skipped_section(claim: Claim, size: str) -> list[str]:
+    """A claim not run at ``size`` (``sizes.<size>.skip`` says why): the claim, its source and the reason."""
+    return [f"## Claim {claim.id}: {claim.title}", "", f"**Claim.** {claim.statement}", "",
+            f"**Source figure.** {claim.source}", "",
+            f"**Not run at size `{size}`:** {claim.sizes[size]['skip']}", "", "**Verdict: not run.**", ""]
 
 
 def _environment(runs: list[dict]) -> list[str]:
@@ -317,9 +363,12 @@ def run_claims(size: str = "smoke", out: str | Path = "runs/claims", only=None, 
              "rule fixed before the runs, and the verdict that follows from it.", ""]
     all_runs = []
     for claim in claims:
+        if claim.sizes.get(size, {}).get("skip"):
+            lines += skipped_section(claim, size)
+            continue
         claim_runs = []
         for i, (variant, name, config) in enumerate(plans[claim.path.stem], 1):
-            rundir = out / claim.path.stem / name
+            rundir = out / runs_folder(claim, size) / name
             if not finished(rundir, config):
                 log(f"[{claim.path.stem} {i}/{len(plans[claim.path.stem])}] {name}")
                 if rundir.exists() and not (rundir / "checkpoints").exists():
@@ -327,7 +376,8 @@ def run_claims(size: str = "smoke", out: str | Path = "runs/claims", only=None, 
                 run(config, rundir, quiet=quiet)
             claim_runs.append((variant, rundir))
         report_dir = out / claim.path.stem / "report"
-        compare([d for _, d in claim_runs], report_dir, scatter=[tuple(p) for p in claim.scatter])
+        compare([d for _, d in claim_runs], report_dir, scatter=[tuple(p) for p in claim.scatter],
+                scaling=[tuple(p) for p in claim.scaling], baseline=claim.baseline)
         runs = _load_runs(claim_runs)
         all_runs += runs
         lines += claim_section(claim, runs, size, report_dir, out)

@@ -1,0 +1,44 @@
+"""Claims that share an experiment share its runs; a side can read a post-training stage; a skipped size says why."""
+
+from pathlib import Path
+
+from experiments import claims
+from experiments.claims import Claim, judge, runs_folder, skipped_section
+
+
+def _claim(sizes, experiment="lm_front.toml"):
+    return Claim(Path("x.toml"), "9", "t", "s", "src", Path("/cfg") / experiment, [], sizes, [], [])
+
+
+def test_claims_of_one_experiment_and_overrides_share_a_folder():
+    small = {"smoke": {"variants": ["a"], "overrides": {"train.steps": 6}}, "cpu": {"variants": ["b"]}}
+    other = {"smoke": {"seeds": [0], "overrides": {"train.steps": 6}}, "cpu": {}}
+    assert runs_folder(_claim(small), "smoke") == runs_folder(_claim(other), "smoke")  # variants/seeds: run names
+    assert runs_folder(_claim(small), "cpu") == "lm_front"
+    changed = {"smoke": {"overrides": {"train.steps": 7}}}
+    assert runs_folder(_claim(changed), "smoke") != runs_folder(_claim(small), "smoke")
+    assert runs_folder(_claim(small, "other.toml"), "cpu") == "other"
+
+
+def _run(seed, bits, stages):
+    return {"variant": "dense", "dir": f"/r/dense__seed={seed}", "flat": {"seed": seed}, "values": {"bits": bits},
+            "summary": {"post": [{"label": label, "metrics": {"bits": b}} for label, b in stages.items()]}}
+
+
+def test_a_side_reads_the_post_stage_of_each_run():
+    runs = [_run(s, 2.0 + 0.01 * s, {"prune(sparsity=0.5)": 2.1 + 0.01 * s, "prune(sparsity=0.9)": 4.0})
+            for s in range(3)]
+    cond = {"a": {"variant": "dense", "post": "prune(sparsity=0.5)"}, "b": {"variant": "dense"}, "metric": "bits",
+            "compare": "ratio", "op": "<=", "threshold": 1.10}
+    out = judge(cond, runs)
+    assert out["state"] == "holds" and out["n"] == (3, 3) and abs(out["estimate"] - 2.11 / 2.01) < 1e-9
+    assert judge({**cond, "a": {"variant": "dense", "post": "prune(sparsity=0.9)"}}, runs)["state"] == "fails"
+    assert judge({**cond, "a": {"variant": "dense", "post": "quantize"}}, runs)["state"] == "missing"
+    assert "dense + prune(sparsity=0.5) / of dense" in claims._describe(cond)
+
+
+def test_a_skipped_size_plans_nothing_and_says_why():
+    claim = _claim({"cpu": {"skip": "needs a GPU: no cuDNN here"}})
+    assert claims.plan(claim, "cpu") == []
+    text = "\n".join(skipped_section(claim, "cpu"))
+    assert "Not run at size `cpu`:** needs a GPU: no cuDNN here" in text and "Verdict: not run" in text
