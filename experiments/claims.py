@@ -68,7 +68,7 @@ from experiments import claim_fits, stats
 from experiments.config import apply_overrides, read_file, validate
 from experiments.errors import ConfigError
 from experiments.report import _fmt, compare, load_runs
-from experiments.sweep import expand, finished
+from experiments.sweep import expand, finished, in_folder
 
 SIZES = ("smoke", "cpu", "gpu")
 CLAIMS_DIR = Path(__file__).parent / "configs" / "claims"
@@ -369,6 +369,7 @@ def run_claims(size: str = "smoke", out: str | Path = "runs/claims", only=None, 
         claim_runs = []
         for i, (variant, name, config) in enumerate(plans[claim.path.stem], 1):
             rundir = out / runs_folder(claim, size) / name
+            config = in_folder(config, rundir.parent)
             if not finished(rundir, config):
                 log(f"[{claim.path.stem} {i}/{len(plans[claim.path.stem])}] {name}")
                 if rundir.exists() and not (rundir / "checkpoints").exists():

@@ -58,9 +58,17 @@ def load_runs(dirs) -> list[dict]:
         values.update({k: summary[k] for k in SUMMARY_FIELDS if isinstance(summary.get(k), (int, float))})
         named = {"flops_cost_analysis": "train_flops", "flops_6nd": "train_flops_6nd"}
         values.update({named[k]: v for k, v in training_compute(summary, config).items()})
-        runs.append({"dir": d, "config": config, "flat": _flatten({k: v for k, v in config.items() if k != "sweep"}),
-                     "values": values, "summary": summary})
+        runs.append({"dir": d, "config": config, "flat": _own_seed_named(config), "values": values,
+                     "summary": summary})
     return runs
+
+
+def _own_seed_named(config: dict) -> dict:
+    """The flat config, where a string naming the run's own seed (a teacher ``.../teacher__seed=2`` filled in from
+    ``{seed}``) reads ``seed={seed}`` again, so the runs of one setting group together across seeds."""
+    own = re.compile(rf"seed={config.get('seed')}(?!\d)")
+    flat = _flatten({k: v for k, v in config.items() if k != "sweep"})
+    return {k: own.sub("seed={seed}", v) if isinstance(v, str) and k != "seed" else v for k, v in flat.items()}
 
 
 def group_runs(runs: list[dict]) -> tuple[list[str], dict[str, list[dict]]]:

@@ -3,6 +3,8 @@
 ``[sweep.variants.NAME]`` holds overrides: dotted keys set one field; a nested table for a top-level section
 (``[sweep.variants.dense.model]``) replaces that whole section, so a variant can switch to a model with other fields.
 A run whose folder holds ``summary.json`` is complete and skipped, so an interrupted sweep can simply be restarted.
+``{sweep}`` and ``{seed}`` in a string value name the sweep's folder and the run's seed, so a run can read an
+earlier one (a distillation student its teacher: ``in_folder``).
 Where the runs execute (this process, a pool of local processes, Ray, SLURM) is a launcher's business
 (``experiments.launchers``); every launcher runs the same training function, so the run folders are the same.
 """
@@ -62,6 +64,25 @@ def expand(raw: dict) -> list[tuple[str, dict]]:
                 parts = ([_slug(vname)] if vname else []) + [f"{_slug(k)}={_slug(v)}" for k, v in zip(keys, values)]
                 runs.append(("__".join(parts + [f"seed={seed}"]), cfg))
     return runs
+
+
+def _fill(value, folder: str, seed: int):
+    if isinstance(value, dict):
+        return {k: _fill(v, folder, seed) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, folder, seed) for v in value]
+    if isinstance(value, str):
+        return value.replace("{sweep}", folder).replace("{seed}", str(seed))
+    return value
+
+
+def in_folder(config: Config, folder: str | Path) -> Config:
+    """``config`` with ``{sweep}`` in its string values replaced by the folder its sweep's runs live in (absolute)
+    and ``{seed}`` by its seed: a run can name an earlier run of the same sweep, e.g. a distillation student its
+    teacher, ``model.teacher = "{sweep}/teacher__seed={seed}"`` (the teacher variant listed first)."""
+    if "{sweep}" not in json.dumps(config.raw):
+        return config
+    return validate(_fill(config.raw, str(Path(folder).resolve()), config.seed), source=config.source)
 
 
 def plan(path: str | Path, overrides=()) -> list[tuple[str, Config]]:
@@ -150,6 +171,7 @@ def run_sweep(path: str | Path, workdir: str | Path, overrides=(), *, quiet: boo
     for i, (name, config) in enumerate(runs, 1):
         rundir = workdir / name
         dirs.append(rundir)
+        config = in_folder(config, workdir)
         if finished(rundir, config):
             log(f"[{i}/{len(runs)}] {name}: complete, skipped")
         else:

@@ -42,3 +42,22 @@ def test_a_skipped_size_plans_nothing_and_says_why():
     assert claims.plan(claim, "cpu") == []
     text = "\n".join(skipped_section(claim, "cpu"))
     assert "Not run at size `cpu`:** needs a GPU: no cuDNN here" in text and "Verdict: not run" in text
+
+
+def test_a_run_names_an_earlier_run_of_its_sweep(tmp_path):
+    import json
+
+    from experiments.config import from_dict
+    from experiments.report import _own_seed_named
+    from experiments.sweep import in_folder
+
+    cfg = from_dict({"seed": 2, "data": {"name": "digits"}, "model": {"name": "mlp"},
+                     "train": {"target_metric": "{sweep}/teacher__seed={seed}"}})
+    filled = in_folder(cfg, tmp_path)
+    assert filled.train.target_metric == f"{tmp_path.resolve()}/teacher__seed=2" and filled.seed == 2
+    plain = from_dict({"data": {"name": "digits"}, "model": {"name": "mlp"}})
+    assert in_folder(plain, tmp_path) is plain
+    flats = [_own_seed_named(json.loads(json.dumps({**filled.raw, "seed": s,
+                                                    "train": {"target_metric": f"/x/teacher__seed={s}"}})))
+             for s in (2, 12)]
+    assert flats[0]["train.target_metric"] == flats[1]["train.target_metric"] == "/x/teacher__seed={seed}"
