@@ -55,7 +55,7 @@ def trace(module: nnx.Module, **values) -> None:
 
     Outside a capture nothing happens (flax's ``Module.sow`` would otherwise store the value on the module, which
     is deprecated and would change the model's state). A value may be an array or a tuple of arrays; a name sown
-    twice keeps both (a tuple). The names ``spiking.energy.sites`` understands are listed there.
+    twice keeps both (a tuple). The names ``spiking.sites.sites`` understands are listed there.
     """
     if not hasattr(module, "__captures__"):  # set on every module by nnx.capture for the duration of the call
         return
