@@ -27,8 +27,10 @@ def test_smoke_suite_writes_one_section_per_claim_with_a_verdict(smoke):
     for claim in claims:
         assert f"## Claim {claim.id}: {claim.title}" in text
         assert claim.source[:40] in text
-    verdicts = re.findall(r"\*\*Verdict: (supported|not supported|inconclusive)\.\*\*", text)
+    verdicts = re.findall(r"\*\*Verdict: (supported|not supported|inconclusive|not run)\.\*\*", text)
     assert len(verdicts) == len(claims)
+    skipped = [c for c in claims if c.sizes.get("smoke", {}).get("skip")]
+    assert verdicts.count("not run") == len(skipped) and all(c.sizes["smoke"]["skip"] in text for c in skipped)
     assert "## Hardware and libraries" in text and "jax " in text
     assert re.search(r"!\[[^\]]+\]\([^)]+\.png\)", text)  # plots linked
     for link in re.findall(r"!\[[^\]]+\]\(([^)]+)\)", text):
