@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import stats
+from experiments.post_report import _cell
 
 
 def pareto(xs, ys) -> list[bool]:
@@ -52,13 +52,6 @@ def front_points(groups, x: str, y: str, stages=None) -> list[dict]:
         for stage, pairs in by_stage.items():
             points.append({"name": f"{label} + {stage}", "xs": [p[0] for p in pairs], "ys": [p[1] for p in pairs]})
     return points
-
-
-def _cell(values) -> str:
-    from experiments.report import _fmt
-
-    m, lo, hi = stats.bootstrap_ci(values)
-    return f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]"
 
 
 def _plot(points, on, x: str, y: str, path: Path) -> None:
