@@ -21,6 +21,11 @@ per size leaves nothing to resample); short of that the condition is undecided, 
   at the median of their mean compute, the median size in both halves; each half needs >= 3 sizes). CI: percentiles
   of the difference over paired refits of the two halves (bootstrap seeds 0 and 1). Negative: the exponent
   flattens.
+- ``fit = "ratio_trend"``: how side a's metric over side b's changes as the model grows (a spike tax shrinking, a
+  lever's gain growing). Per size both sides ran: the ratio of their mean metrics; the estimate is the least-squares
+  slope of that ratio against log10 of b's mean compute (change per tenfold compute). Needs >= 3 shared sizes with
+  >= 2 runs a side; CI: percentiles over ``N_BOOT`` refits with each side's seeds resampled within each size
+  (seed 0). The result lists each size's ratio (``ratios``). Negative: the ratio falls as the model grows.
 
 ``estimate`` returns ``estimate``, ``ci`` and ``n`` (runs with both values on side a, side b), plus ``state`` only
 when it is decided here (missing / undecided) and ``note`` where relevant; ``claims.judge`` decides holds / fails /
@@ -36,7 +41,8 @@ import numpy as np
 from experiments import scaling
 from experiments.scaling_report import _points, families
 
-FITS = ("alpha", "E", "multiplier", "alpha_change")
+FITS = ("alpha", "E", "multiplier", "alpha_change", "ratio_trend")
+PAIRED = ("multiplier", "ratio_trend")  # fits of side a against side b
 N_BOOT = 200
 MIN_SIZES = 3
 
@@ -49,10 +55,10 @@ def check(cond: dict) -> str | None:
     if "compare" in cond:
         return (f"fit = {fit!r} and compare = {cond['compare']!r} cannot be given together; a fit condition tests "
                 "the fitted quantity itself")
-    if fit == "multiplier" and "b" not in cond:
-        return "a fit = 'multiplier' condition needs b = { variant = ... } (the baseline fit)"
-    if fit != "multiplier" and "b" in cond:
-        return f"a fit = {fit!r} condition fits side a only; b is for fit = 'multiplier'"
+    if fit in PAIRED and "b" not in cond:
+        return f"a fit = {fit!r} condition needs b = {{ variant = ... }} (the side it is measured against)"
+    if fit not in PAIRED and "b" in cond:
+        return f"a fit = {fit!r} condition fits side a only; b is for fit = 'multiplier' or 'ratio_trend'"
     if not isinstance(cond.get("compute", "train_flops"), str):
         return f"compute {cond['compute']!r} is not allowed; name a value such as 'train_flops'"
     return None
@@ -63,6 +69,8 @@ def describe(cond: dict, a: str, b: str = "") -> str:
     metric, compute, fit = cond["metric"], cond.get("compute", "train_flops"), cond["fit"]
     if fit == "multiplier":
         expr = f"compute multiplier of {a} against the {b} fit ({metric}, {compute})"
+    elif fit == "ratio_trend":
+        expr = f"change of {a}'s {metric} over {b}'s per tenfold {compute} of {b}"
     elif fit == "alpha_change":
         expr = f"change in fitted α (upper minus lower half of {compute}) of {metric} for {a}"
     else:
@@ -75,10 +83,12 @@ def estimate(cond: dict, a_runs: list[dict], b_runs: list[dict]) -> dict:
     compute, metric = cond.get("compute", "train_flops"), cond["metric"]
     a, b = _side_points(a_runs, compute, metric), _side_points(b_runs, compute, metric)
     try:
-        if not a or (cond["fit"] == "multiplier" and not b):
+        if not a or (cond["fit"] in PAIRED and not b):
             out = _undecided(f"no run of side {'b' if a else 'a'} has numeric {compute} and {metric}", "missing")
         elif cond["fit"] == "multiplier":
             out = _multiplier(a, b)
+        elif cond["fit"] == "ratio_trend":
+            out = _ratio_trend(a, b)
         elif cond["fit"] == "alpha_change":
             out = _alpha_change(a)
         else:
@@ -191,3 +201,39 @@ def _alpha_change(points) -> dict:
     change = [h.alpha - lo.alpha for h, lo in zip(high.fits, low.fits)]
     return {"estimate": high.fit.alpha - low.fit.alpha, "ci": _interval(change),
             "alpha_lower": low.fit.alpha, "alpha_upper": high.fit.alpha}
+
+
+def _by_size(points) -> dict:
+    """``{size: (computes, metric values)}`` as arrays."""
+    out: dict = {}
+    for s, c, y in points:
+        out.setdefault(s, ([], []))
+        out[s][0].append(c)
+        out[s][1].append(y)
+    return {s: (np.asarray(c, float), np.asarray(y, float)) for s, (c, y) in out.items()}
+
+
+def _ratio_trend(a, b) -> dict:
+    sa, sb = _by_size(a), _by_size(b)
+    shared = [s for s in sb if s in sa]
+    if len(shared) < MIN_SIZES:
+        return _undecided(f"ratio_trend needs >= {MIN_SIZES} sizes both sides ran; found {len(shared)} "
+                          f"({', '.join(shared) or 'none'})")
+    few = [s for s in shared if min(len(sa[s][1]), len(sb[s][1])) < 2]
+    if few:
+        return _undecided(f"size {few[0]} has one run on a side: no seeds to resample for a CI")
+    x = np.log10([sb[s][0].mean() for s in shared])
+
+    def slope(means_a, means_b):
+        return float(np.polyfit(x, np.asarray(means_a) / np.asarray(means_b), 1)[0])
+
+    rng = np.random.default_rng(0)
+
+    def resampled(values):
+        return rng.choice(values, size=values.size, replace=True).mean()
+
+    refits = [slope([resampled(sa[s][1]) for s in shared], [resampled(sb[s][1]) for s in shared])
+              for _ in range(N_BOOT)]
+    ratios = [{"size": s, "ratio": float(sa[s][1].mean() / sb[s][1].mean())} for s in shared]
+    return {"estimate": slope([sa[s][1].mean() for s in shared], [sb[s][1].mean() for s in shared]),
+            "ci": _interval(refits), "ratios": ratios}

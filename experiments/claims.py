@@ -26,8 +26,8 @@ per-size adjustments, and the verdict rule, fixed before any run::
     threshold = 1.10
     [[claim.cases.conditions]]            # or, instead of compare, a fitted quantity (experiments/claim_fits.py)
     a = { variant = "sparse" }
-    b = { variant = "dense" }             # only for fit = "multiplier" (the baseline fit)
-    fit = "multiplier"                    # "alpha" | "E" | "multiplier" | "alpha_change"
+    b = { variant = "dense" }             # only for fit = "multiplier" (the baseline fit) or "ratio_trend"
+    fit = "multiplier"                    # "alpha" | "E" | "multiplier" | "alpha_change" | "ratio_trend"
     compute = "train_flops"               # the default
     metric = "loss"
     op = ">="
@@ -47,7 +47,8 @@ A ``fit`` condition fits L(C) = E + A·C^(−α) to side a's runs (one point per
 same rule: ``alpha`` / ``E``, the full fit's value; ``multiplier``, the geometric mean over side a's sizes of the
 baseline (side b) compute reaching the size's mean loss over its mean compute (> 1: side a saves compute; undecided
 when a mean loss is at or below the baseline's floor E); ``alpha_change``, α on the upper half of the compute range
-minus α on the lower half (each half >= 3 sizes). Fewer than 3 sizes leaves a fit undecided, with a note.
+minus α on the lower half (each half >= 3 sizes); ``ratio_trend``, the slope of side a's mean metric over side
+b's, size by size, against log10 of b's compute. Fewer than 3 sizes leaves a fit undecided, with a note.
 """
 
 from __future__ import annotations
@@ -115,8 +116,14 @@ def load_claim(path: str | Path) -> Claim:
                  raw.get("scaling", []), raw.get("baseline"))
 
 
+def _order(claim: Claim) -> tuple:
+    """Claims in CLAIMS.md's order: 1, 1b, 2a, ..., 10 (the number first, then the letter)."""
+    number = re.match(r"\d*", str(claim.id)).group()
+    return (int(number) if number else math.inf, str(claim.id))
+
+
 def all_claims(only=None) -> list[Claim]:
-    claims = sorted((load_claim(p) for p in CLAIMS_DIR.glob("*.toml")), key=lambda c: str(c.id))
+    claims = sorted((load_claim(p) for p in CLAIMS_DIR.glob("*.toml")), key=_order)
     if only:
         names = {c.path.stem for c in claims}
         bad = sorted(set(only) - names)
@@ -312,6 +319,7 @@ def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, o
                          f"{_fmt(r['ci'][1])}], n = {r['n'][0]}{'/' + str(r['n'][1]) if r['n'][1] else ''} → "
                          f"{r['state']}")
             lines += [f"    - {m['size']}: multiplier {_fmt(m['multiplier'])}" for m in r.get("multipliers", [])]
+            lines += [f"    - {m['size']}: ratio {_fmt(m['ratio'])}" for m in r.get("ratios", [])]
             lines += [f"    - note: {r['note']}"] if r.get("note") else []
     lines += ["", f"**Verdict: {result}.**", ""]
     for png in sorted(report_dir.glob("*.png")):

@@ -85,11 +85,38 @@ def test_alpha_change_sees_an_exponent_flatten():
     assert few["state"] == "undecided" and "each half" in few["note"]
 
 
+def _trend(op="<=", threshold=0.0):
+    return {"a": {"variant": "spiking"}, "b": {"variant": "dense"}, "fit": "ratio_trend", "metric": "bits_per_char",
+            "op": op, "threshold": threshold}
+
+
+def test_ratio_trend_is_the_slope_of_the_ratio_per_decade_of_compute():
+    """A tax of 1.2 at 1e9 FLOPs falling 0.02 per decade: the slope (NumPy's polyfit of the size ratios) is found,
+    its CI holds it, and a tax that does not change is no trend."""
+    tax = {float(c): 1.2 - 0.02 * (math.log10(c) - 9) for c in COMPUTE}
+    runs = _runs("dense", DENSE, seeds=8, noise=3e-3) + [dict(r, variant="spiking", dir=r["dir"] + "s", values={
+        **r["values"], "bits_per_char": r["values"]["bits_per_char"] * tax[r["values"]["train_flops"]]})
+        for r in _runs("dense", DENSE, seeds=8, noise=3e-3, rng_seed=5)]
+    r = judge(_trend(), runs)
+    expected = np.polyfit(np.log10(COMPUTE), [m["ratio"] for m in r["ratios"]], 1)[0]
+    assert r["estimate"] == pytest.approx(expected) == pytest.approx(-0.02, abs=2e-3)
+    assert r["ci"][0] <= -0.02 <= r["ci"][1] and r["ci"][1] < 0 and r["state"] == "holds", r
+    assert [m["size"] for m in r["ratios"]] == [f"width={16 * 2 ** i}" for i in range(5)]
+    flat = _runs("dense", DENSE, seeds=8, noise=3e-3) + [dict(r, variant="spiking", dir=r["dir"] + "s")
+                                                for r in _runs("dense", DENSE, seeds=8, noise=3e-3, rng_seed=5)]
+    assert judge(_trend(), flat)["state"] == "undecided"
+    assert _describe(_trend()) == ("change of spiking's bits_per_char over dense's per tenfold train_flops of dense "
+                                   "<= 0.0")
+    few = judge(_trend(), runs[:16] + [r for r in runs if r["variant"] == "spiking"])
+    assert few["state"] == "undecided" and ">= 3 sizes both sides ran" in few["note"]
+
+
 @pytest.mark.parametrize("cond, message", [
-    ('fit = "beta"', "fit 'beta' is not allowed; use one of alpha, E, multiplier, alpha_change"),
+    ('fit = "beta"', "fit 'beta' is not allowed; use one of alpha, E, multiplier, alpha_change, ratio_trend"),
+    ('fit = "ratio_trend"', "needs b = { variant = ... }"),
     ('fit = "multiplier"', "needs b = { variant = ... }"),
     ('fit = "alpha", compare = "ratio", b = { variant = "b" }', "cannot be given together"),
-], ids=["unknown fit", "multiplier without b", "fit with compare"])
+], ids=["unknown fit", "ratio_trend without b", "multiplier without b", "fit with compare"])
 def test_bad_fit_conditions_are_refused_in_one_line(tmp_path, cond, message):
     bad = tmp_path / "bad.toml"
     bad.write_text('[claim]\nid = 9\ntitle = "t"\nstatement = "s"\nsource = "s"\nexperiment = "x.toml"\n'
