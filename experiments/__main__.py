@@ -99,7 +99,8 @@ def _dispatch(args) -> int:
                 print(f"{kind:<9} {e.name:<22} {e.doc}")
         return 0
     if args.command == "claims":
-        from experiments.claims import publish, run_claims
+        from experiments.claims import run_claims
+        from experiments.claims_report import publish
 
         report = run_claims(args.size, args.out or f"runs/claims-{args.size}", args.only, quiet=args.quiet)
         print(publish(report, args.publish) if args.publish else report)

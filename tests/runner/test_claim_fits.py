@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from experiments import ConfigError, claim_fits
-from experiments.claims import _describe, judge, load_claim
+from experiments.claims import judge, load_claim
+from experiments.claims_report import _describe
 from experiments.scaling import PowerLaw
 
 DENSE = PowerLaw(E=1.5, log_A=math.log(30.0), alpha=0.3)

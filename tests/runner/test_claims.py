@@ -7,7 +7,8 @@ import nbformat
 import pytest
 
 from experiments import ConfigError
-from experiments.claims import all_claims, judge, load_claim, plan, publish, verdict
+from experiments.claims import all_claims, judge, load_claim, plan, verdict
+from experiments.claims_report import publish
 
 from .helpers import REPO, cli
 

@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from experiments import claims
-from experiments.claims import Claim, judge, runs_folder, skipped_section
+from experiments.claims import Claim, judge, runs_folder
+from experiments.claims_report import _describe, skipped_section
 
 
 def _claim(sizes, experiment="lm_front.toml"):
@@ -34,7 +35,7 @@ def test_a_side_reads_the_post_stage_of_each_run():
     assert out["state"] == "holds" and out["n"] == (3, 3) and abs(out["estimate"] - 2.11 / 2.01) < 1e-9
     assert judge({**cond, "a": {"variant": "dense", "post": "prune(sparsity=0.9)"}}, runs)["state"] == "fails"
     assert judge({**cond, "a": {"variant": "dense", "post": "quantize"}}, runs)["state"] == "missing"
-    assert "dense + prune(sparsity=0.5) / of dense" in claims._describe(cond)
+    assert "dense + prune(sparsity=0.5) / of dense" in _describe(cond)
 
 
 def test_a_skipped_size_plans_nothing_and_says_why():
