@@ -54,6 +54,20 @@ def log_scale_wanted(values) -> bool:
     return v.size > 1 and bool(np.all(v > 0)) and v.max() / v.min() > 100
 
 
+def _first_dwarfs(values, rest) -> bool:
+    """The series' first points (an untrained model's loss, say) lie so far out that the rest would be a flat line:
+    beyond four times the rest's own span."""
+    rest = [v for v in rest if math.isfinite(v)]
+    if len(rest) < 2 or max(rest) == min(rest):
+        return False
+    span = max(rest) - min(rest)
+    return max(values) > max(rest) + 4 * span or min(values) < min(rest) - 4 * span
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
 def _figure(n: int):
     import matplotlib
 
@@ -101,7 +115,7 @@ def curves(groups, metric: str, split: str, path: Path) -> bool:
     plt, fig, axes = _figure(len(panels))
     order = {label: i for i, label in enumerate(groups)}
     for ax, (panel, members) in zip(axes, panels.items()):
-        values = []
+        values, rest = [], []
         for label in members:
             if label not in data:
                 continue
@@ -109,6 +123,7 @@ def curves(groups, metric: str, split: str, path: Path) -> bool:
             mean = np.array([np.mean(data[label][s]) for s in steps])
             sd = np.array([np.std(data[label][s]) for s in steps])
             values += list(mean)
+            rest += list(mean[1:])
             kw = style(order[label])
             if len(steps) == 1:
                 ax.errorbar(steps, mean, yerr=sd, fmt="o", capsize=3, color=kw["color"], label=legend_name(label, keys))
@@ -117,6 +132,10 @@ def curves(groups, metric: str, split: str, path: Path) -> bool:
                 ax.fill_between(steps, mean - sd, mean + sd, alpha=0.15, color=kw["color"])
         if log_scale_wanted(values):
             ax.set_yscale("log")
+        elif _first_dwarfs(values, rest):
+            lo, hi = min(rest), max(rest)
+            ax.set_ylim(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
+            panel = (panel + "; " if panel else "") + f"first points off the axis (up to {_fmt(max(values))})"
         ax.set(xlabel="step", ylabel=f"{split} {metric}", title=panel or None)
     _finish(plt, fig, axes, path, f"{split} {metric} (mean ± sd over seeds)")
     return True

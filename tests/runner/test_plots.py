@@ -1,0 +1,75 @@
+"""Figures a reader can read (experiments.plots): a panel per task setting, a log axis over two decades, distinct
+styles, the legend beside the data, and an untrained first point kept from flattening the rest."""
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments import plots
+
+
+def _group(tmp_path, name, flat, losses, seeds=2):
+    runs = []
+    for s in range(seeds):
+        d = tmp_path / f"{name}-{s}"
+        d.mkdir()
+        events = [{"step": 100 * i, "split": "eval", "loss": float(v) * (1 + 0.01 * s)} for i, v in enumerate(losses)]
+        (d / "metrics.jsonl").write_text("\n".join(json.dumps(e) for e in events))
+        runs.append({"dir": d, "flat": {**flat, "seed": s}})
+    return runs
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The axes and figure of each plot, caught as it is finished (then saved as usual)."""
+    seen = []
+    finish = plots._finish
+
+    class Open:  # finish closes the figure; keep it open until it is measured
+        @staticmethod
+        def close(fig):
+            pass
+
+    def keep(plt, fig, axes, path, title):
+        finish(Open, fig, axes, path, title)
+        renderer = fig.canvas.get_renderer()
+        seen.append({"axes": axes, "ylim": [ax.get_ylim() for ax in axes], "scale": [ax.get_yscale() for ax in axes],
+                     "titles": [ax.get_title() for ax in axes],
+                     "legend_x0": [leg.get_window_extent(renderer).x0 for leg in fig.legends],
+                     "axes_x1": max(ax.get_window_extent(renderer).x1 for ax in axes)})
+        plt.close(fig)
+
+    monkeypatch.setattr(plots, "_finish", keep)
+    return seen
+
+
+def test_one_panel_per_landscape_and_a_log_axis_only_where_values_span_decades(tmp_path, drawn):
+    groups = {f"{opt}, data.kind={kind}": _group(tmp_path, f"{opt}{kind}", {"data.kind": kind, "opt": opt},
+                                                   losses)
+              for kind, losses in (("flat", [3.0, 2.0, 1.5]), ("steep", [1e3, 1.0, 1e-2]))
+              for opt in ("adam", "sgd")}
+    assert plots.curves(groups, "loss", "eval", tmp_path / "c.png") and (tmp_path / "c.png").stat().st_size > 5000
+    (fig,) = drawn
+    assert len(fig["axes"]) == 2 and fig["titles"] == ["kind=flat", "kind=steep"]
+    assert fig["scale"] == ["linear", "log"]
+    (legend_x0,) = fig["legend_x0"]  # one legend, right of every panel: never over the data
+    assert legend_x0 >= fig["axes_x1"]
+    assert not plots.log_scale_wanted([1.0, 50.0]) and plots.log_scale_wanted([1.0, 101.0])
+    assert not plots.log_scale_wanted([-1.0, 1e3])
+
+
+def test_twenty_series_get_twenty_distinct_styles():
+    pairs = {(plots.style(i)["color"], plots.style(i)["linestyle"]) for i in range(20)}
+    assert len(pairs) == 20
+
+
+def test_an_untrained_first_point_does_not_flatten_the_rest(tmp_path, drawn):
+    groups = {"dense": _group(tmp_path, "d", {}, [8.6, 2.66, 2.23, 2.05, 2.02])}
+    plots.curves(groups, "loss", "eval", tmp_path / "c.png")
+    (lo, hi), = drawn[0]["ylim"]
+    assert lo > 1.9 and hi < 2.8 and "first points off the axis (up to 8.6" in drawn[0]["titles"][0]
+    groups = {"dense": _group(tmp_path, "e", {}, np.linspace(3.0, 2.0, 5))}  # a plain curve keeps its whole range
+    plots.curves(groups, "loss", "eval", tmp_path / "d.png")
+    (lo, hi), = drawn[1]["ylim"]
+    assert lo < 2.0 and hi > 3.0 and drawn[1]["titles"] == [""]
