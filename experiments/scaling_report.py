@@ -86,6 +86,13 @@ def scaling_section(runs, out: Path, compute: str, loss: str, baseline: str | No
     return lines + [""], [path.name]
 
 
+def _two_and_five(x: float, _pos=None) -> str:
+    """A minor tick's label on a log axis only at 2 and 5 times a power of ten (``2e12``)."""
+    exponent = math.floor(math.log10(x))
+    mantissa = round(x / 10 ** exponent)
+    return f"{mantissa}e{exponent}" if mantissa in (2, 5) else ""
+
+
 def _plot(fams, fits, compute: str, loss: str, path: Path) -> None:
     import matplotlib
 
@@ -115,9 +122,10 @@ def _plot(fams, fits, compute: str, loss: str, path: Path) -> None:
                     label=f"{fam[:50]} fit, α={boot.fit.alpha:.3g}")
             ax.fill_between(grid, np.percentile(curves, 2.5, 0), np.percentile(curves, 97.5, 0), alpha=0.15,
                             color=kw["color"])
-    from matplotlib.ticker import LogFormatter, ScalarFormatter
+    from matplotlib.ticker import FuncFormatter, LogFormatter, ScalarFormatter
 
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(FuncFormatter(_two_and_five))  # every minor label would run into the next
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(ScalarFormatter())  # plain numbers: losses rarely span a decade
     ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))

@@ -88,3 +88,9 @@ def test_compare_fits_each_group_and_states_the_multiplier(tmp_path):
     multipliers = [float(line.split("|")[5].split()[0]) for line in moe]
     assert len(multipliers) == 4 and all(m == pytest.approx(2.0, rel=0.15) for m in multipliers)
     assert (tmp_path / "rep" / "scaling_bits_per_char_vs_train_flops.png").exists()
+
+
+def test_log_axis_minor_labels_only_at_two_and_five():
+    from experiments.scaling_report import _two_and_five
+
+    assert [_two_and_five(x) for x in (2e12, 3e12, 5e12, 7e12, 2e-3)] == ["2e12", "", "5e12", "", "2e-3"]
