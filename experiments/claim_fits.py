@@ -20,7 +20,7 @@ per size leaves nothing to resample); short of that the condition is undecided, 
 - ``fit = "alpha_change"``: α fitted on the upper half of the compute range minus α on the lower half (sizes split
   at the median of their mean compute, the median size in both halves; each half needs >= 3 sizes). CI: percentiles
   of the difference over paired refits of the two halves (bootstrap seeds 0 and 1). Negative: the exponent
-  flattens.
+  flattens. The result lists each half's α and its pure power law's exponent (E = 0), with CIs (``halves``).
 - ``fit = "ratio_trend"``: how side a's metric over side b's changes as the model grows (a spike tax shrinking, a
   lever's gain growing). Per size both sides ran: the ratio of their mean metrics; the estimate is the least-squares
   slope of that ratio against log10 of b's mean compute (change per tenfold compute). Needs >= 3 shared sizes with
@@ -200,7 +200,10 @@ def _alpha_change(points) -> dict:
     high = _boot([p for p in points if p[0] in upper], seed=1)
     change = [h.alpha - lo.alpha for h, lo in zip(high.fits, low.fits)]
     return {"estimate": high.fit.alpha - low.fit.alpha, "ci": _interval(change),
-            "alpha_lower": low.fit.alpha, "alpha_upper": high.fit.alpha}
+            "alpha_lower": low.fit.alpha, "alpha_upper": high.fit.alpha, "halves": [
+                {"half": name, "sizes": len(part), "alpha": b.fit.alpha, "alpha_ci": b.ci("alpha"),
+                 "slope": b.slope, "slope_ci": b.ci("slope")} for name, part, b in (("lower", lower, low),
+                                                                                   ("upper", upper, high))]}
 
 
 def _by_size(points) -> dict:

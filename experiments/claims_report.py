@@ -82,6 +82,9 @@ def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, o
                          f"{r['state']}")
             lines += [f"    - {m['size']}: multiplier {_fmt(m['multiplier'])}" for m in r.get("multipliers", [])]
             lines += [f"    - {m['size']}: ratio {_fmt(m['ratio'])}" for m in r.get("ratios", [])]
+            lines += [f"    - {h['half']} half ({h['sizes']} sizes): α {_fmt(h['alpha'])} [{_fmt(h['alpha_ci'][0])}, "
+                      f"{_fmt(h['alpha_ci'][1])}]; with E = 0, {_fmt(h['slope'])} [{_fmt(h['slope_ci'][0])}, "
+                      f"{_fmt(h['slope_ci'][1])}]" for h in r.get("halves", [])]
             lines += [f"    - note: {r['note']}"] if r.get("note") else []
     lines += ["", f"**Verdict: {result}.**", ""]
     for png in sorted(report_dir.glob("*.png")):

@@ -99,12 +99,17 @@ def _ci(values) -> tuple[float, float]:
 @dataclasses.dataclass
 class BootstrapFit:
     """The fit on all points and ``n_boot`` refits on seeds resampled within each size; ``ci`` gives 95%
-    percentile intervals of E, A (as log A) and alpha."""
+    percentile intervals of E, A (as log A) and alpha, and of ``slope``: the pure power law's exponent (E = 0,
+    Kaplan et al. 2020's form: minus the least-squares slope of log L on log C) on the same points and replicates."""
 
     fit: PowerLaw
     fits: list
+    slope: float = math.nan
+    slopes: list = dataclasses.field(default_factory=list)
 
     def ci(self, name: str) -> tuple[float, float]:
+        if name == "slope":
+            return _ci(self.slopes)
         return _ci([getattr(f, name) for f in self.fits])
 
 
@@ -117,11 +122,17 @@ def bootstrap_fit(points, n_boot: int = 200, seed: int = 0) -> BootstrapFit:
         sizes.setdefault(s, []).append((c, y))
     rng = np.random.default_rng(seed)
     full = fit_power_law([c for _, c, _ in points], [y for _, _, y in points])
-    fits = []
+    fits, slopes = [], []
     for _ in range(n_boot):
         drawn = [runs[i] for runs in sizes.values() for i in rng.integers(0, len(runs), len(runs))]
         fits.append(fit_power_law([c for c, _ in drawn], [y for _, y in drawn], start=full))
-    return BootstrapFit(full, fits)
+        slopes.append(loglog_slope([c for c, _ in drawn], [y for _, y in drawn]))
+    return BootstrapFit(full, fits, loglog_slope([c for _, c, _ in points], [y for _, _, y in points]), slopes)
+
+
+def loglog_slope(compute, loss) -> float:
+    """The exponent of a pure power law L = A·C^(−α) (no floor): minus the least-squares slope of log L on log C."""
+    return -float(np.polyfit(np.log(np.asarray(compute, float)), np.log(np.asarray(loss, float)), 1)[0])
 
 
 def compute_multiplier(dense: BootstrapFit | PowerLaw, compute: float, loss: float) -> dict:

@@ -63,11 +63,12 @@ def scaling_section(runs, out: Path, compute: str, loss: str, baseline: str | No
         base = matches[0]
     lines = [f"## Scaling: {loss} against {compute}", "",
              f"L(C) = E + A·C^(−α), Huber on log L, L-BFGS from a grid (Hoffmann et al. 2022); 95% CIs from seeds "
-             f"resampled within sizes. Sizes differ in: {', '.join(size_keys) or 'nothing'}.", "",
-             "| group | sizes | runs | α | E | log A |", "|---|---|---|---|---|---|"]
+             f"resampled within sizes. Sizes differ in: {', '.join(size_keys) or 'nothing'}. α with E = 0: the pure power law "
+             f"L = A·C^(−α) (Kaplan et al. 2020's form), the log-log slope.", "",
+             "| group | sizes | runs | α | E | log A | α with E = 0 |", "|---|---|---|---|---|---|---|"]
     for fam, (boot, sizes) in fits.items():
-        cells = [f"{_fmt(getattr(boot.fit, k))} [{_fmt(boot.ci(k)[0])}, {_fmt(boot.ci(k)[1])}]"
-                 for k in ("alpha", "E", "log_A")]
+        cells = [f"{_fmt(boot.slope if k == 'slope' else getattr(boot.fit, k))} [{_fmt(boot.ci(k)[0])}, "
+                 f"{_fmt(boot.ci(k)[1])}]" for k in ("alpha", "E", "log_A", "slope")]
         lines.append(f"| {fam} | {len(sizes)} | {sum(map(len, sizes.values()))} | " + " | ".join(cells) + " |")
     lines += ["", f"Compute multiplier against `{base}`: the {base} compute reaching each size's mean {loss}, over "
               "that size's mean compute (> 1: the group needs less compute).", "",

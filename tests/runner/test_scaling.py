@@ -94,3 +94,17 @@ def test_log_axis_minor_labels_only_at_two_and_five():
     from experiments.scaling_report import _two_and_five
 
     assert [_two_and_five(x) for x in (2e12, 3e12, 5e12, 7e12, 2e-3)] == ["2e12", "", "5e12", "", "2e-3"]
+
+
+def test_the_pure_power_law_exponent_is_the_log_log_slope_with_its_ci():
+    """With no floor (E = 0) the exponent is the log-log slope: exact on exact points, close on noisy ones (with a CI),
+    and below the floored fit's α when a floor bends the curve (the form Kaplan et al. 2020 quote)."""
+    from experiments.scaling import loglog_slope
+
+    pure = PowerLaw(E=0.0, log_A=math.log(40.0), alpha=0.07)
+    assert loglog_slope(SIZES, pure(SIZES)) == pytest.approx(0.07, rel=1e-9)
+    boot = bootstrap_fit(_points(noise=0.005, law=pure), n_boot=40, seed=0)
+    lo, hi = boot.ci("slope")
+    assert lo <= boot.slope <= hi and 0 < hi - lo < 0.01 and boot.slope == pytest.approx(0.07, abs=1e-3)
+    floored = bootstrap_fit(_points(noise=0.0), n_boot=5, seed=0)
+    assert 0 < floored.slope < floored.fit.alpha
