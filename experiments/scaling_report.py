@@ -100,7 +100,7 @@ def _plot(fams, fits, compute: str, loss: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from experiments.plots import style
+    from experiments.plots import legend_name, style
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for i, (fam, sizes) in enumerate(fams.items()):
@@ -114,13 +114,14 @@ def _plot(fams, fits, compute: str, loss: str, path: Path) -> None:
         xs = [np.mean([c for c, _ in v]) for v in by_size.values()]
         ys = [np.mean([y for _, y in v]) for v in by_size.values()]
         sd = [np.std([y for _, y in v]) for v in by_size.values()]
-        ax.errorbar(xs, ys, yerr=sd, fmt="o", capsize=3, color=kw["color"], label=fam[:70])
+        name = legend_name(", ".join(p for p in fam.split(", ") if not p.endswith("=None")))
+        ax.errorbar(xs, ys, yerr=sd, fmt="o", capsize=3, color=kw["color"], label=name)
         if fam in fits:
             boot = fits[fam][0]
             grid = np.logspace(math.log10(min(xs)) - 0.3, math.log10(max(xs)) + 0.3, 60)
             curves = np.array([f(grid) for f in boot.fits])
             ax.plot(grid, boot.fit(grid), color=kw["color"], linestyle=kw["linestyle"],
-                    label=f"{fam[:50]} fit, α={boot.fit.alpha:.3g}")
+                    label=f"{name}: fit, α={boot.fit.alpha:.3g}")
             ax.fill_between(grid, np.percentile(curves, 2.5, 0), np.percentile(curves, 97.5, 0), alpha=0.15,
                             color=kw["color"])
     from matplotlib.ticker import FuncFormatter, LogFormatter, ScalarFormatter
@@ -129,9 +130,11 @@ def _plot(fams, fits, compute: str, loss: str, path: Path) -> None:
     ax.xaxis.set_minor_formatter(FuncFormatter(_two_and_five))  # every minor label would run into the next
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(ScalarFormatter())  # plain numbers: losses rarely span a decade
-    ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
+    lo, hi = ax.get_ylim()
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: f"{y:.3g}") if hi / lo < 10 else
+                                 LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
     ax.set(xlabel=compute, ylabel=loss, title=f"{loss} against {compute} (fit with 95% band)")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)  # off the data
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
