@@ -124,15 +124,19 @@ def _plot(fams, fits, compute: str, loss: str, path: Path) -> None:
                     label=f"{name}: fit, α={boot.fit.alpha:.3g}")
             ax.fill_between(grid, np.percentile(curves, 2.5, 0), np.percentile(curves, 97.5, 0), alpha=0.15,
                             color=kw["color"])
-    from matplotlib.ticker import FuncFormatter, LogFormatter, ScalarFormatter
+    from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator, ScalarFormatter
 
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(FuncFormatter(_two_and_five))  # every minor label would run into the next
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(ScalarFormatter())  # plain numbers: losses rarely span a decade
     lo, hi = ax.get_ylim()
-    ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: f"{y:.3g}") if hi / lo < 10 else
-                                 LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
+    if hi / lo < 10:  # under a decade of loss: evenly spaced plain labels (a log axis would show only 2 and 3)
+        ax.set_yticks([t for t in MaxNLocator(6).tick_values(lo, hi) if lo <= t <= hi], minor=True)
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: f"{y:.3g}"))
+        ax.set_ylim(lo, hi)
+    else:
+        ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
     ax.set(xlabel=compute, ylabel=loss, title=f"{loss} against {compute} (fit with 95% band)")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)  # off the data
     fig.tight_layout()
