@@ -137,10 +137,7 @@ def _fitted(points, name: str) -> dict:
 
 def _means(points) -> dict:
     """``{size: (mean compute, mean loss)}``."""
-    by_size: dict = {}
-    for s, c, y in points:
-        by_size.setdefault(s, []).append((c, y))
-    return {s: (float(np.mean([c for c, _ in v])), float(np.mean([y for _, y in v]))) for s, v in by_size.items()}
+    return {s: (float(c.mean()), float(y.mean())) for s, (c, y) in _by_size(points).items()}
 
 
 def _ratio(fit: scaling.PowerLaw, compute: float, loss: float) -> float:

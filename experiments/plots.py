@@ -64,10 +64,6 @@ def _first_dwarfs(values, rest) -> bool:
     return max(values) > max(rest) + 4 * span or min(values) < min(rest) - 4 * span
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.4g}"
-
-
 def _figure(n: int):
     import matplotlib
 
@@ -135,7 +131,7 @@ def curves(groups, metric: str, split: str, path: Path) -> bool:
         elif _first_dwarfs(values, rest):
             lo, hi = min(rest), max(rest)
             ax.set_ylim(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
-            panel = (panel + "; " if panel else "") + f"first points off the axis (up to {_fmt(max(values))})"
+            panel = (panel + "; " if panel else "") + f"first points off the axis (up to {max(values):.4g})"
         ax.set(xlabel="step", ylabel=f"{split} {metric}", title=panel or None)
     _finish(plt, fig, axes, path, f"{split} {metric} (mean ± sd over seeds)")
     return True
