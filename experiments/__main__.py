@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("compare", help="report.md + plots from finished runs or sweep folders")
     p.add_argument("dirs", nargs="+")
     p.add_argument("--out")
-    p.add_argument("--scatter", action="append", default=[], metavar="X:Y", help="plot metric Y against X")
+    p.add_argument("--scatter", action="append", default=[], metavar="X:Y", help="plot metric Y against X: a metric, or a swept config field such as data.train_size (a line per setting)")
     p.add_argument("--front", action="append", default=[], metavar="X:Y",
                    help="Y against X for every group and post stage, the Pareto front marked (lower is better)")
     p.add_argument("--baseline", help="time-to-target ratios against the group whose label contains this text")

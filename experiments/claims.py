@@ -9,6 +9,8 @@ per-size adjustments, and the verdict rule, fixed before any run::
     title = "..."; statement = "..."; source = "..."; experiment = "../sparse_vs_dense.toml"
     metrics = ["loss", "cost_ratio"]
     scaling = [["train_flops", "loss"]]   # optional: compare's power-law fits, against baseline = "..." (a family)
+    post_rows = ["prune("]                # optional: post-stage labels (or prefixes) given their own table rows,
+                                          # besides those the conditions name
     [claim.sizes.smoke]                   # seeds, a subset of variants, grid values, dotted overrides;
                                           # skip = "needs a GPU: ..." reports the claim as not run at that size
     seeds = [0, 1]
@@ -88,6 +90,7 @@ class Claim:
     scatter: list
     scaling: list = dataclasses.field(default_factory=list)
     baseline: str | None = None
+    post_rows: list = dataclasses.field(default_factory=list)
 
 
 def load_claim(path: str | Path) -> Claim:
@@ -110,9 +113,13 @@ def load_claim(path: str | Path) -> Claim:
                 raise ConfigError(f"{path}: every condition needs a, metric, op and threshold")
             if cond.get("op") not in ("<=", ">="):
                 raise ConfigError(f"{path}: op {cond.get('op')!r} is not allowed; use <= or >=")
+    rows = raw.get("post_rows", [])
+    if not (isinstance(rows, list) and all(isinstance(r, str) for r in rows)):
+        raise ConfigError(f"{path}: claim.post_rows must be a list of post-stage labels or label prefixes, "
+                          f"e.g. [\"prune(\"]; got {rows!r}")
     return Claim(path, raw["id"], raw["title"], raw["statement"], raw["source"], (path.parent / raw["experiment"]),
                  raw.get("metrics", []), raw.get("sizes", {}), raw["cases"], raw.get("scatter", []),
-                 raw.get("scaling", []), raw.get("baseline"))
+                 raw.get("scaling", []), raw.get("baseline"), rows)
 
 
 def _order(claim: Claim) -> tuple:
@@ -282,6 +289,7 @@ def run_claims(size: str = "smoke", out: str | Path = "runs/claims", only=None, 
                 run(config, rundir, quiet=quiet)
             claim_runs.append((variant, rundir))
         report_dir = out / claim.path.stem / "report"
+        shutil.rmtree(report_dir, ignore_errors=True)  # the suite's own derived plots: none left from a last report
         compare([d for _, d in claim_runs], report_dir, scatter=[tuple(p) for p in claim.scatter],
                 scaling=[tuple(p) for p in claim.scaling], baseline=claim.baseline)
         runs = _load_runs(claim_runs)

@@ -63,6 +63,7 @@ def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, o
     for r in runs:
         label = r["variant"] + "".join(f", {k}={r['flat'].get(k)}" for k in grid_keys)
         groups.setdefault(label, []).append(r)
+    groups = _with_post_rows(groups, claim)
     lines += ["**Measured** (mean [95% bootstrap CI] over seeds; *_to_target: median, censored runs count as never):",
               "", "| group | n | " + " | ".join(claim.metrics) + " |", "|---|---|" + "---|" * len(claim.metrics)]
     for label, rs in groups.items():
@@ -93,12 +94,32 @@ def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, o
     return lines + [""]
 
 
+def _with_post_rows(groups: dict, claim: Claim) -> dict:
+    """Each group followed by a row per post-training stage the claim's conditions name or ``post_rows`` lists
+    (a label or a label's prefix): the stage's own metrics on each run it was applied to."""
+    named = {side["post"] for case in claim.cases for cond in case.get("conditions", [])
+             for side in (cond.get("a", {}), cond.get("b", {})) if "post" in side}
+
+    def wanted(label: str) -> bool:
+        return label in named or label.startswith(tuple(claim.post_rows))
+
+    out = {}
+    for label, rs in groups.items():
+        out[label] = rs
+        for r in rs:
+            for p in r["summary"].get("post", []):
+                if wanted(p["label"]):
+                    out.setdefault(f"{label} + {p['label']}", []).append({**r, "values": p["metrics"]})
+    return out
+
+
 def _shows(name: str, metrics) -> bool:
-    """The report plots a claim section shows: scatters, fronts, scaling fits, eval curves, and post-stage plots
+    """The report plots a claim section shows: scatters, metrics along a swept field, fronts, scaling fits, eval
+    curves, and post-stage plots
     of the claim's own metrics."""
     if name.startswith("post_"):
         return any(name.startswith(f"post_{m}_vs_") for m in metrics)
-    return name.startswith(("scatter", "front", "scaling")) or "eval" in name
+    return name.startswith(("scatter", "along", "front", "scaling")) or "eval" in name
 
 
 def skipped_section(claim: Claim, size: str) -> list[str]:
@@ -125,18 +146,26 @@ def _environment(runs: list[dict]) -> list[str]:
 
 def publish(report: str | Path, dest: str | Path) -> Path:
     """Copy ``REPORT.md`` and the plots it shows to ``dest`` (plots under ``dest/claims_figures/``, links rewritten),
-    so a finished report can be checked in away from its runs; returns the new report's path."""
+    so a finished report can be checked in away from its runs; returns the new report's path. Plots left in
+    ``claims_figures/`` by an earlier report that this one no longer shows are removed."""
     report, dest = Path(report), Path(dest)
     figures = dest / "claims_figures"
     text = report.read_text()
+    kept = set()
 
     def move(match):
         src = report.parent / match.group(2)
         target = figures / match.group(2).replace("/report/", "/")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, target)
+        kept.add(target)
         return f"![{match.group(1)}]({target.relative_to(dest).as_posix()})"
 
     out = dest / "REPORT.md"
     out.write_text(re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", move, text))
+    for stale in set(figures.rglob("*.png")) - kept:
+        stale.unlink()
+    for folder in sorted(figures.rglob("*"), reverse=True):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
     return out

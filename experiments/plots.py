@@ -1,8 +1,9 @@
 """Figures a reader can read: one panel per task setting, a log axis when values span decades, a distinct colour and
 line style per series, and the legend beside the data, never on it.
 
-``curves`` draws a metric against the step (mean ± sd over seeds) and ``scatter`` one metric against another (one
-point per group); both facet by the sweep's task fields (``data.*``, say one panel per landscape) when the groups
+``curves`` draws a metric against the step (mean ± sd over seeds), ``scatter`` one metric against another (one
+point per group) and ``along`` a metric against a swept numeric config field (``data.train_size``, say: one line
+per setting of the other fields); all facet by the sweep's task fields (``data.*``, say one panel per landscape) when the groups
 differ in them. ``style(i)`` gives series i its colour and line style (10 colours × 4 styles: 20 distinct pairs
 before any repeats).
 """
@@ -95,7 +96,8 @@ def _finish(plt, fig, axes, path: Path, title: str) -> None:
 
 def curves(groups, metric: str, split: str, path: Path) -> bool:
     """``metric`` of ``split`` events against the step, mean ± sd over each group's seeds, a panel per task
-    setting; a group evaluated once is a point with its spread. False when no run logged the metric."""
+    setting; a group evaluated once is a point with its spread. False when no run logged the metric, or every
+    group was evaluated only at one and the same step (a column of points: the report's table says it better)."""
     keys, panels = _panels(groups)
     data = {}
     for label, runs in groups.items():
@@ -106,7 +108,7 @@ def curves(groups, metric: str, split: str, path: Path) -> bool:
                     points.setdefault(e["step"], []).append(e[metric])
         if points:
             data[label] = points
-    if not data:
+    if not data or len({step for points in data.values() for step in points}) == 1:
         return False
     plt, fig, axes = _figure(len(panels))
     order = {label: i for i, label in enumerate(groups)}
@@ -161,4 +163,37 @@ def scatter(groups, x: str, y: str, path: Path) -> bool:
             ax.set_yscale("log")
         ax.set(xlabel=x, ylabel=y, title=panel or None)
     _finish(plt, fig, axes, path, f"{y} against {x} (mean ± sd over seeds)")
+    return True
+
+
+def along(groups, field: str, y: str, path: Path) -> bool:
+    """``y`` against the config ``field`` the groups were swept over, mean ± sd over seeds: one line per setting of
+    the other fields, a panel per task setting (``field`` aside), a log axis where ``field`` spans a decade or
+    more. False unless ``field`` is numeric and takes two
+    or more values and some run has ``y``."""
+    runs = [r for rs in groups.values() for r in rs if isinstance(r["values"].get(y), (int, float))]
+    xs = {r["flat"].get(field) for r in runs}
+    if len(xs) < 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs):
+        return False
+    keys = [k for k in facet_keys(groups) if k != field]
+    lines: dict[tuple, dict] = {}
+    for label, rs in groups.items():
+        panel = ", ".join(f"{k.split('.')[-1]}={rs[0]['flat'].get(k)}" for k in keys)
+        series = legend_name(label, [field, *keys])
+        for r in rs:
+            if r in runs:
+                lines.setdefault((panel, series), {}).setdefault(r["flat"][field], []).append(r["values"][y])
+    panels = list(dict.fromkeys(panel for panel, _ in lines))
+    plt, fig, axes = _figure(len(panels))
+    for i, (panel, series) in enumerate(lines):
+        ax = axes[panels.index(panel)]
+        at = sorted(lines[panel, series])
+        mean = [np.mean(lines[panel, series][x]) for x in at]
+        sd = [np.std(lines[panel, series][x]) for x in at]
+        ax.errorbar(at, mean, yerr=sd, capsize=3, marker="osD^v<>ph*"[i % 10], label=series, **style(i))
+    for ax, panel in zip(axes, panels):
+        if min(xs) > 0 and max(xs) / min(xs) >= 10:  # a field swept over a decade or more is swept geometrically
+            ax.set_xscale("log")
+        ax.set(xlabel=field, ylabel=y, title=panel or None)
+    _finish(plt, fig, axes, path, f"{y} against {field} (mean ± sd over seeds)")
     return True

@@ -199,8 +199,9 @@ def compare(dirs, out: str | Path, *, scatter=(), metrics=None, baseline: str | 
                 plots.append(path.name)
     pairs = list(scatter) + [tuple(p) for r in runs for p in r["config"].get("sweep", {}).get("scatter", [])]
     for x, y in dict.fromkeys(pairs):
-        path = out / f"scatter_{y}_vs_{x}.png"
-        if figures.scatter(groups, x, y, path):
+        swept = not any(x in r["values"] for r in runs) and any(x in r["flat"] for r in runs)
+        path = out / f"{'along' if swept else 'scatter'}_{y}_vs_{x}.png"
+        if (figures.along if swept else figures.scatter)(groups, x, y, path):
             plots.append(path.name)
     for compute_key, loss_key in scaling:
         from experiments.scaling_report import scaling_section

@@ -8,7 +8,7 @@ import pytest
 
 from experiments import ConfigError
 from experiments.claims import all_claims, judge, load_claim, plan, verdict
-from experiments.claims_report import publish
+from experiments.claims_report import _with_post_rows, publish
 
 from .helpers import REPO, cli
 
@@ -39,9 +39,15 @@ def test_smoke_suite_writes_one_section_per_claim_with_a_verdict(smoke):
 
 
 def test_published_report_carries_its_plots(smoke, tmp_path):
+    stale = tmp_path / "pub" / "claims_figures" / "gone_claim" / "old.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an earlier report's plot")
     published = publish(smoke / "REPORT.md", tmp_path / "pub")
     links = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", published.read_text())
     assert links and all(link.startswith("claims_figures/") and (tmp_path / "pub" / link).exists() for link in links)
+    shown = {tmp_path / "pub" / link for link in links}
+    assert set((tmp_path / "pub" / "claims_figures").rglob("*.png")) == shown  # the earlier plot is gone
+    assert not stale.parent.exists()
 
 
 def test_claims_notebook_renders_the_report_and_relaunches_reusing_runs(smoke):
@@ -89,6 +95,26 @@ def test_bad_claim_files_and_sizes(tmp_path):
                    'op = "<=", threshold = 1 }]\n')
     with pytest.raises(ConfigError, match="needs b"):
         load_claim(bad)
+    bad.write_text(bad.read_text().replace('compare = "ratio", ', '').replace("[[claim.cases]]", 'post_rows = "prune("\n[[claim.cases]]'))
+    with pytest.raises(ConfigError, match="post_rows must be a list"):
+        load_claim(bad)
     proc = cli("claims", "--only", "nope")
     assert proc.returncode == 2 and "unknown claim 'nope'" in proc.stderr
     assert len(plan(claim, "smoke")) < len(plan(claim, "cpu"))  # smoke is a subset
+
+
+def test_table_rows_for_post_stages_named_by_conditions_or_post_rows():
+    def run(seed):
+        post = [{"label": f"prune(sparsity={q})", "metrics": {"m": seed + q}} for q in (0.5, 0.9)]
+        return {"variant": "a", "flat": {}, "values": {"m": seed, "other": 1.0}, "summary": {"post": post}}
+
+    class C:
+        cases = [{"conditions": [{"a": {"variant": "a", "post": "prune(sparsity=0.9)"}, "b": {"variant": "a"}}]}]
+        post_rows = []
+
+    groups = {"a": [run(0), run(1)]}
+    rows = _with_post_rows(groups, C)
+    assert list(rows) == ["a", "a + prune(sparsity=0.9)"]  # only the stage a condition names
+    assert [r["values"] for r in rows["a + prune(sparsity=0.9)"]] == [{"m": 0.9}, {"m": 1.9}]  # the stage's own
+    C.post_rows = ["prune("]
+    assert list(_with_post_rows(groups, C)) == ["a", "a + prune(sparsity=0.5)", "a + prune(sparsity=0.9)"]

@@ -73,3 +73,28 @@ def test_an_untrained_first_point_does_not_flatten_the_rest(tmp_path, drawn):
     plots.curves(groups, "loss", "eval", tmp_path / "d.png")
     (lo, hi), = drawn[1]["ylim"]
     assert lo < 2.0 and hi > 3.0 and drawn[1]["titles"] == [""]
+
+
+def test_no_curve_when_every_group_was_evaluated_once_at_the_same_step(tmp_path, drawn):
+    once = {"a": _group(tmp_path, "a", {"w": 1}, [2.1]), "b": _group(tmp_path, "b", {"w": 2}, [2.0])}
+    assert not plots.curves(once, "loss", "eval", tmp_path / "once.png") and not (tmp_path / "once.png").exists()
+    mixed = {**once, "c": _group(tmp_path, "c", {"w": 3}, [3.0, 2.5])}  # one real curve: the points join it
+    assert plots.curves(mixed, "loss", "eval", tmp_path / "mixed.png") and (tmp_path / "mixed.png").exists()
+
+
+def _final(name, size, value, seeds=2):
+    return [{"flat": {"model.name": name, "data.train_size": size, "seed": s}, "values": {"m": value + 0.01 * s}}
+            for s in range(seeds)]
+
+
+def test_a_metric_along_a_swept_field_is_a_line_per_other_setting_on_a_log_axis(tmp_path, drawn):
+    groups = {f"model.name={n}, data.train_size={k}": _final(n, k, base + step)
+              for n, base in (("hybrid", 0.3), ("neural", 0.0)) for k, step in ((100, 0), (1000, 0.2), (10000, 0.3))}
+    assert plots.along(groups, "data.train_size", "m", tmp_path / "a.png")
+    ax, = drawn[0]["axes"]
+    assert ax.get_xscale() == "log" and drawn[0]["titles"] == [""]  # the swept field is no panel of its own
+    lines = {c.get_label(): c.lines[0].get_ydata() for c in ax.containers}  # one errorbar line per series
+    assert set(lines) == {"name=hybrid", "name=neural"}
+    np.testing.assert_allclose(np.asarray(lines["name=hybrid"], float), [0.305, 0.505, 0.605])  # means over the two seeds, in order
+    names = {f"model.name={n}": _final(n, 100, 0.1) for n in ("a", "b")}
+    assert not plots.along(names, "model.name", "m", tmp_path / "b.png")  # not a numeric field
