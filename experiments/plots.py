@@ -65,6 +65,13 @@ def _first_dwarfs(values, rest) -> bool:
     return max(values) > max(rest) + 4 * span or min(values) < min(rest) - 4 * span
 
 
+def _series_order(groups, keys) -> dict[str, int]:
+    """Each group's style index: one per series name (the label less the panel's fields), so a series keeps its
+    colour and line style in every panel and matches its one legend entry."""
+    names = list(dict.fromkeys(legend_name(label, keys) for label in groups))
+    return {label: names.index(legend_name(label, keys)) for label in groups}
+
+
 def _figure(n: int):
     import matplotlib
 
@@ -111,7 +118,7 @@ def curves(groups, metric: str, split: str, path: Path) -> bool:
     if not data or len({step for points in data.values() for step in points}) == 1:
         return False
     plt, fig, axes = _figure(len(panels))
-    order = {label: i for i, label in enumerate(groups)}
+    order = _series_order(groups, keys)
     for ax, (panel, members) in zip(axes, panels.items()):
         values, rest = [], []
         for label in members:
@@ -140,12 +147,13 @@ def curves(groups, metric: str, split: str, path: Path) -> bool:
 
 
 def scatter(groups, x: str, y: str, path: Path) -> bool:
-    """``y`` against ``x``, one point per group (mean ± sd over its seeds), a panel per task setting."""
+    """``y`` against ``x``, one point per group (mean ± sd over its seeds), a panel per task setting. False when
+    fewer than two groups have both (one point compares nothing)."""
     keys, panels = _panels(groups)
-    if not any(x in r["values"] and y in r["values"] for runs in groups.values() for r in runs):
+    if sum(any(x in r["values"] and y in r["values"] for r in runs) for runs in groups.values()) < 2:
         return False
     plt, fig, axes = _figure(len(panels))
-    order = {label: i for i, label in enumerate(groups)}
+    order = _series_order(groups, keys)
     for ax, (panel, members) in zip(axes, panels.items()):
         xs_all, ys_all = [], []
         for label, runs in members.items():

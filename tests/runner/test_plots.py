@@ -53,6 +53,8 @@ def test_one_panel_per_landscape_and_a_log_axis_only_where_values_span_decades(t
     (fig,) = drawn
     assert len(fig["axes"]) == 2 and fig["titles"] == ["kind=flat", "kind=steep"]
     assert fig["scale"] == ["linear", "log"]
+    styles = [[(ln.get_label(), ln.get_color(), ln.get_linestyle()) for ln in ax.get_lines()] for ax in fig["axes"]]
+    assert styles[0] == styles[1] and len(set(styles[0])) == 2  # a series looks the same in every panel
     (legend_x0,) = fig["legend_x0"]  # one legend, right of every panel: never over the data
     assert legend_x0 >= fig["axes_x1"]
     assert not plots.log_scale_wanted([1.0, 50.0]) and plots.log_scale_wanted([1.0, 101.0])
@@ -96,5 +98,7 @@ def test_a_metric_along_a_swept_field_is_a_line_per_other_setting_on_a_log_axis(
     lines = {c.get_label(): c.lines[0].get_ydata() for c in ax.containers}  # one errorbar line per series
     assert set(lines) == {"name=hybrid", "name=neural"}
     np.testing.assert_allclose(np.asarray(lines["name=hybrid"], float), [0.305, 0.505, 0.605])  # means over the two seeds, in order
+    assert not plots.scatter({"one": _final("a", 100, 0.1)}, "m", "m", tmp_path / "s.png")  # one point: no plot
+    assert plots.scatter({"a": _final("a", 100, 0.1), "b": _final("b", 100, 0.2)}, "m", "m", tmp_path / "s.png")
     names = {f"model.name={n}": _final(n, 100, 0.1) for n in ("a", "b")}
     assert not plots.along(names, "model.name", "m", tmp_path / "b.png")  # not a numeric field

@@ -16,7 +16,7 @@ def _sweep_config(tmp_path):
                                                                                "steps_per_call = 10")
     text += '\n[sweep]\nseeds = [0, 1]\nscatter = [["param_count", "accuracy"]]\n[sweep.grid]\n"model.hidden" = [[8], [32]]\n'
     path = tmp_path / "sweep.toml"
-    path.write_text(text.replace("eval_every = 200", "eval_every = 10"))
+    path.write_text(text.replace("eval_every = 200", "eval_every = 10").replace("log_every = 50", "log_every = 10"))
     return path
 
 
