@@ -11,6 +11,8 @@ per-size adjustments, and the verdict rule, fixed before any run::
     scaling = [["train_flops", "loss"]]   # optional: compare's power-law fits, against baseline = "..." (a family)
     post_rows = ["prune("]                # optional: post-stage labels (or prefixes) given their own table rows,
                                           # besides those the conditions name
+    scatter = [["energy_pj", "loss"]]     # optional: compare's scatter plots; x may be a swept config field
+                                          # ("data.train_size"): the metric along it, a line per other setting
     [claim.sizes.smoke]                   # seeds, a subset of variants, grid values, dotted overrides;
                                           # skip = "needs a GPU: ..." reports the claim as not run at that size
     seeds = [0, 1]
