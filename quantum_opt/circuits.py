@@ -1,4 +1,4 @@
-"""Parametrised quantum circuits as jittable, vmappable JAX functions (PennyLane QNodes, JAX interface).
+"""Parametrised circuits: PennyLane quantum functions compiled to pure JAX functions on our own simulator.
 
 Three standard ansätze, each a PennyLane quantum function ``ansatz(params, wires, inputs=None)`` with a
 ``param_shape(n_qubits, n_layers)`` helper attached (``hardware_efficient.param_shape(4, 2) == (2, 4, 2)``):
@@ -13,17 +13,18 @@ gate layers of the block-diagonal metric (``quantum_opt.metric``).
 
 ``make_circuit(...)`` builds a ``Circuit`` holding pure functions ``expval(params[, inputs]) -> [n_obs]`` (or a scalar
 for a Hamiltonian), ``state(params[, inputs]) -> [2**n] complex``, ``probs`` and ``sample_expval(params, key, shots[,
-inputs])``. The device is chosen by name: ``default.qubit`` (``diff_method="backprop"``) or ``lightning.qubit``
-(``"adjoint"``). The state function is always built on ``default.qubit`` with backprop, because the adjoint method
-cannot differentiate a state and the Fubini–Study metric (``quantum_opt.metric``) needs the state's Jacobian.
+inputs])``. PennyLane is the circuit language only: the ansatz is recorded ONCE per input shape into a tape over
+symbolic parameter and input slots and lowered to the gates of ``quantum_opt.simulator`` (``quantum_opt.compiler``),
+so what runs, jits, vmaps and differentiates is pure JAX on any jax, CPU, GPU or TPU, and no tracer ever enters
+PennyLane. ``device="default.qubit" | "lightning.qubit" | …`` runs ``expval`` on that PennyLane device instead
+(``quantum_opt.pennylane_device``: host callbacks, PennyLane's own gradients); ``state``, ``probs`` and the shots stay
+on the simulator (the Fubini–Study metric needs the state's Jacobian, which the adjoint method cannot give).
 
-Finite shots: PennyLane's own shot sampling draws its randomness from a seed fixed when the device is made, so under
-``jit`` a key passed per call would be ignored. ``sample_expval`` therefore samples ``shots`` bit strings from the exact
-probabilities with ``jax.random.categorical`` (the same distribution a shot-based device samples from) and returns the
-empirical Pauli-Z expectations: the result depends on the key you pass, and the same key gives the same result.
-With a Hamiltonian (a sum of Pauli words) the terms are grouped into qubit-wise commuting groups
-(``qml.pauli.group_observables``), each group is measured after its diagonalising rotations with ``shots`` shots
-(as PennyLane does with grouping), and the estimate is the coefficient-weighted sum of the sampled Pauli words.
+Finite shots: ``sample_expval`` samples ``shots`` bit strings from the exact probabilities with
+``jax.random.categorical`` (the distribution a shot-based device samples from) and returns the empirical Pauli-Z
+expectations: the result depends on the key you pass, and the same key gives the same result. With a Hamiltonian (a
+sum of Pauli words) the terms are grouped into qubit-wise commuting groups, each measured after its diagonalising
+rotations with ``shots`` shots (as PennyLane does with grouping), and the estimate is the coefficient-weighted sum.
 
 ``time_compile_and_run(fn, *args)`` reports compile time (lower + compile) apart from the steady-state run time.
 """
@@ -40,6 +41,10 @@ import jax.numpy as jnp
 import numpy as np
 import pennylane as qml
 
+from quantum_opt import pennylane_device
+from quantum_opt import simulator as S
+from quantum_opt.compiler import record
+
 __all__ = [
     "ANSATZE",
     "DEVICES",
@@ -47,12 +52,15 @@ __all__ = [
     "hardware_efficient",
     "make_circuit",
     "param_shape",
+    "pauli_terms",
     "reuploading",
     "strongly_entangling",
     "time_compile_and_run",
 ]
 
-DEVICES = {"default.qubit": "backprop", "lightning.qubit": "adjoint"}
+# The devices offered by name, with their default diff_method ("simulator": JAX's own autodiff of the simulator).
+# Any other installed PennyLane device works too (diff_method "best").
+DEVICES = {"simulator": "backprop", "default.qubit": "backprop", "lightning.qubit": "adjoint"}
 
 
 def _angle_embed(inputs, wires):
@@ -99,15 +107,13 @@ def reuploading(params, wires, inputs=None):
     """
     wires = list(wires)
     n = len(wires)
-    if inputs is not None:
-        d = inputs.shape[-1]
-        tiled = jnp.stack([jnp.stack([inputs[(3 * q + k) % d] for k in range(3)]) for q in range(n)])
     for layer in range(params.shape[0]):
-        angles = params[layer, :, :3]
-        if inputs is not None:
-            angles = angles + params[layer, :, 3:] * tiled
         for q, w in enumerate(wires):
-            qml.Rot(angles[q, 0], angles[q, 1], angles[q, 2], wires=w)
+            angles = [params[layer, q, k] for k in range(3)]
+            if inputs is not None:  # plain indexing and arithmetic: works on symbols, NumPy and autograd arrays
+                angles = [a + params[layer, q, 3 + k] * inputs[(3 * q + k) % inputs.shape[-1]]
+                          for k, a in enumerate(angles)]
+            qml.Rot(*angles, wires=w)
         if n > 1:
             for q in range(n if n > 2 else 1):
                 qml.CZ(wires=[wires[q], wires[(q + 1) % n]])
@@ -142,10 +148,12 @@ def param_shape(ansatz, n_qubits: int, n_layers: int) -> tuple[int, ...]:
 class Circuit:
     """A parametrised circuit as pure JAX functions (all jittable and vmappable over params or inputs).
 
-    expval(params, inputs=None) -> ``[n_qubits]`` Pauli-Z expectations, or ``[]`` (scalar) with a Hamiltonian.
-    state(params, inputs=None) -> ``[2**n_qubits]`` complex state vector (default.qubit, backprop).
+    expval(params, inputs=None) -> ``[n_qubits]`` Pauli-Z expectations, or ``[]`` (scalar) with a Hamiltonian, on
+    ``device`` (the JAX simulator unless a PennyLane device was named).
+    state(params, inputs=None) -> ``[2**n_qubits]`` complex state vector (the JAX simulator, whatever the device).
     probs(params, inputs=None) -> ``[2**n_qubits]`` computational-basis probabilities (wire 0 = most significant bit).
     sample_expval(params, key, shots, inputs=None) -> ``[n_qubits]`` shot estimates of the Pauli-Z expectations.
+    program(input_shape=None) -> the recorded, lowered ``compiler.Program`` (which parameter feeds which gate).
     """
 
     n_qubits: int
@@ -158,7 +166,8 @@ class Circuit:
     state: Callable
     probs: Callable
     shots: int | None = None
-    _groups: tuple = dataclasses.field(default=(), repr=False, compare=False)  # Hamiltonian measurement groups
+    program: Callable = dataclasses.field(default=None, repr=False, compare=False)
+    _terms: tuple | None = dataclasses.field(default=None, repr=False, compare=False)  # Hamiltonian as a Pauli sum
 
     @property
     def param_shape(self) -> tuple[int, ...]:
@@ -191,65 +200,36 @@ class Circuit:
         return jax.random.uniform(key, self.param_shape, dtype, -scale, scale)
 
     def sample_expval(self, params, key, shots: int | None = None, inputs=None):
-        """The expectations estimated from ``shots`` samples drawn with ``key``.
+        """The expectations estimated from ``shots`` samples drawn with ``key`` (on the simulator's exact state).
 
         Returns ``[n_qubits]`` Pauli-Z estimates, or a scalar energy estimate for a Hamiltonian circuit (``shots``
-        per qubit-wise commuting group). With ``inputs [B, d]`` use ``jax.vmap`` with one key per example.
+        per qubit-wise commuting group, as PennyLane measures a grouped Hamiltonian). With ``inputs [B, d]`` use
+        ``jax.vmap`` with one key per example.
         """
         shots = self.shots if shots is None else shots
         if shots is None or not isinstance(shots, (int, np.integer)) or shots < 1:
             raise ValueError(f"shots: got {shots!r}; allowed: a positive integer (here or in make_circuit)")
+        psi = self.state(params, inputs).reshape((2,) * self.n_qubits)
         if self.hamiltonian is None:
-            return jnp.mean(1.0 - 2.0 * self._sample_bits(self.probs(params, inputs), key, shots), axis=0)
-        if not self._groups:
-            raise ValueError("hamiltonian: finite shots need a sum of Pauli words; got one PennyLane cannot group")
-        energy = 0.0
-        for (probs_fn, terms), k in zip(self._groups, jax.random.split(key, len(self._groups))):
-            bits = self._sample_bits(probs_fn(params, inputs), k, shots)  # [shots, n]
-            for coeff, z_wires in terms:
-                eig = jnp.prod(1.0 - 2.0 * bits[:, list(z_wires)], axis=1) if z_wires else jnp.ones(shots)
-                energy = energy + coeff * jnp.mean(eig)
-        return jnp.asarray(energy, jnp.float32 if not jax.config.jax_enable_x64 else jnp.float64)
-
-    def _sample_bits(self, p, key, shots):
-        """``[shots, n]`` bit strings (wire 0 = most significant bit) drawn from probabilities ``p [2**n]``."""
-        idx = jax.random.categorical(key, jnp.log(jnp.clip(p, 1e-30, None)), shape=(int(shots),))
-        return ((idx[:, None] >> jnp.arange(self.n_qubits - 1, -1, -1)[None, :]) & 1).astype(p.dtype)
+            return S.sample_expval_z(psi, key, int(shots))
+        if self._terms is None:
+            raise ValueError("hamiltonian: finite shots need a sum of Pauli words; got an observable without one")
+        return S.sample_pauli_sum(psi, self._terms, key, int(shots))
 
 
-def _measurement_groups(hamiltonian, fn, wires, sdev):
-    """For a Pauli-sum Hamiltonian: per qubit-wise commuting group, a probs function after the group's
-    diagonalising rotations and its terms as (coefficient, wires carrying Z after rotation)."""
-    coeffs, ops = hamiltonian.terms()
-    coeffs = [float(np.real(c)) for c in coeffs]
-    is_identity = [all(o.name == "Identity" for o in getattr(op, "operands", [op])) for op in ops]
-    ident = [(c, ()) for c, i in zip(coeffs, is_identity) if i]
-    rest = [(c, op) for c, op, i in zip(coeffs, ops, is_identity) if not i]
-    groups = []
-    if rest:
-        obs_groups, coeff_groups = qml.pauli.group_observables([op for _, op in rest], [c for c, _ in rest])
-        for obs_g, co_g in zip(obs_groups, coeff_groups):
-            rotations, diag = qml.pauli.diagonalize_qwc_pauli_words(obs_g)
-
-            @qml.qnode(sdev, interface="jax", diff_method="backprop")
-            def probs_fn(params, inputs, rotations=tuple(rotations)):
-                fn(params, wires, inputs)
-                for op in rotations:
-                    qml.apply(op)
-                return qml.probs(wires=wires)
-
-            terms = []
-            for c, d in zip(co_g, diag):
-                z = tuple(int(o.wires[0]) for o in getattr(d, "operands", [d]) if o.name == "PauliZ")
-                terms.append((float(np.real(c)), z))
-            groups.append((probs_fn, tuple(terms)))
-    if ident:
-        if groups:
-            probs_fn, terms = groups[0]
-            groups[0] = (probs_fn, terms + tuple(ident))
-        else:
-            groups.append((lambda params, inputs: jnp.ones(2 ** len(wires)) / 2 ** len(wires), tuple(ident)))
-    return tuple(groups)
+def pauli_terms(observable, wires) -> tuple | None:
+    """A PennyLane observable as a Pauli sum ``((coeff, ((axis, "X"|"Y"|"Z"), ...)), ...)`` over the axes of
+    ``wires``, or None when it is not a real sum of Pauli words (``observable.pauli_rep``)."""
+    rep = getattr(observable, "pauli_rep", None)
+    if rep is None:
+        return None
+    index = {w: i for i, w in enumerate(wires)}
+    terms = []
+    for word, coeff in rep.items():
+        if abs(np.imag(coeff)) > 1e-12:
+            return None
+        terms.append((float(np.real(coeff)), tuple(sorted((index[w], p) for w, p in word.items() if p != "I"))))
+    return tuple(terms)
 
 
 def make_circuit(
@@ -257,76 +237,84 @@ def make_circuit(
     n_layers: int,
     ansatz="hardware_efficient",
     *,
-    device: str = "default.qubit",
+    device: str = "simulator",
     diff_method: str | None = None,
     hamiltonian=None,
     shots: int | None = None,
 ) -> Circuit:
-    """Build a ``Circuit``.
+    """Build a ``Circuit``: ``ansatz`` recorded once per input shape and compiled onto ``quantum_opt.simulator``.
 
-    ansatz: a name in ``ANSATZE`` or a function ``(params, wires, inputs=None)`` with a ``param_shape`` attribute.
-    device: ``"default.qubit"`` (backprop) or ``"lightning.qubit"`` (adjoint); ``diff_method`` overrides the default.
-    hamiltonian: an optional PennyLane observable (e.g. ``qml.Hamiltonian``); then ``expval`` returns its scalar
-    expectation, otherwise one Pauli-Z expectation per wire. shots: default shot count for ``sample_expval``.
+    ansatz: a name in ``ANSATZE`` or a PennyLane quantum function ``(params, wires, inputs=None)`` with a
+    ``param_shape(n_qubits, n_layers)`` attribute.
+    device: ``"simulator"`` (the JAX simulator, the default) or a PennyLane device name (``"default.qubit"``,
+    ``"lightning.qubit"``, …) for PennyLane's own execution of ``expval`` (``quantum_opt.pennylane_device``);
+    ``diff_method`` overrides its default (``DEVICES``). hamiltonian: an optional PennyLane observable (e.g.
+    ``qml.Hamiltonian``); then ``expval`` returns its scalar expectation, otherwise one Pauli-Z expectation per wire.
+    shots: default shot count for ``sample_expval``.
     """
     if not isinstance(n_qubits, (int, np.integer)) or n_qubits < 1:
         raise ValueError(f"n_qubits: got {n_qubits!r}; allowed: an integer >= 1")
     if not isinstance(n_layers, (int, np.integer)) or n_layers < 1:
         raise ValueError(f"n_layers: got {n_layers!r}; allowed: an integer >= 1")
-    if device not in DEVICES:
-        raise ValueError(f"device: unknown {device!r}; allowed: {', '.join(DEVICES)}")
+    if not isinstance(device, str) or not device:
+        raise ValueError(f"device: got {device!r}; allowed: 'simulator' or a PennyLane device name")
     if shots is not None and (not isinstance(shots, (int, np.integer)) or shots < 1):
         raise ValueError(f"shots: got {shots!r}; allowed: None (exact) or an integer >= 1")
     fn = _resolve_ansatz(ansatz)
-    diff_method = diff_method or DEVICES[device]
+    diff_method = diff_method or DEVICES.get(device, "best")
     wires = list(range(n_qubits))
     shape = tuple(fn.param_shape(n_qubits, n_layers))
+    terms = None if hamiltonian is None else pauli_terms(hamiltonian, wires)
+    dense = None
+    if hamiltonian is not None and terms is None:
+        dense = np.asarray(qml.matrix(hamiltonian, wire_order=wires))  # any Hermitian observable, exactly
+    programs: dict = {}
 
-    def check(params):
-        if tuple(params.shape) != shape:
-            raise ValueError(f"params: got shape {tuple(params.shape)}; allowed: {shape} for this circuit")
+    def program(input_shape=None):
+        key = None if input_shape is None else tuple(input_shape)
+        if key not in programs:
+            programs[key] = record(fn, wires, shape, key)
+        return programs[key]
 
-    dev = qml.device(device, wires=n_qubits)
+    def check(params, inputs):
+        if tuple(jnp.shape(params)) != shape:
+            raise ValueError(f"params: got shape {tuple(jnp.shape(params))}; allowed: {shape} for this circuit")
+        if inputs is not None and jnp.ndim(inputs) != 1:
+            raise ValueError(f"inputs: got shape {tuple(jnp.shape(inputs))}; allowed: [d] (jax.vmap over a batch)")
 
-    @qml.qnode(dev, interface="jax", diff_method=diff_method)
-    def _expval(params, inputs):
-        fn(params, wires, inputs)
-        if hamiltonian is not None:
-            return qml.expval(hamiltonian)
-        return [qml.expval(qml.PauliZ(w)) for w in wires]
-
-    sdev = qml.device("default.qubit", wires=n_qubits)
-
-    @qml.qnode(sdev, interface="jax", diff_method="backprop")
-    def _state(params, inputs):
-        fn(params, wires, inputs)
-        return qml.state()
-
-    @qml.qnode(sdev, interface="jax", diff_method="backprop")
-    def _probs(params, inputs):
-        fn(params, wires, inputs)
-        return qml.probs(wires=wires)
-
-    def expval(params, inputs=None):
-        check(params)
-        out = _expval(params, inputs)
-        return out if hamiltonian is not None else jnp.stack(out, axis=-1)
+    def _state(params, inputs=None):
+        check(params, inputs)
+        return program(None if inputs is None else jnp.shape(inputs)).state(params, inputs)
 
     def state(params, inputs=None):
-        check(params)
-        return _state(params, inputs)
+        return _state(params, inputs).reshape(-1)
 
     def probs(params, inputs=None):
-        check(params)
-        return _probs(params, inputs)
+        return S.probs(_state(params, inputs))
 
-    groups = ()
-    if hamiltonian is not None:
-        try:
-            groups = _measurement_groups(hamiltonian, fn, wires, sdev)
-        except (AttributeError, TypeError, ValueError):  # not a Pauli sum: exact expectations still work
-            groups = ()
-    return Circuit(n_qubits, n_layers, fn, device, diff_method, hamiltonian, expval, state, probs, shots, groups)
+    def measure_sim(psi):
+        if hamiltonian is None:
+            return S.expval_z(psi)
+        if terms is not None:
+            return S.expval_pauli_sum(psi, terms)
+        flat = psi.reshape(-1)
+        return jnp.real(jnp.vdot(flat, jnp.asarray(dense, flat.dtype) @ flat))
+
+    if device == "simulator":
+        def expval(params, inputs=None):
+            return measure_sim(_state(params, inputs))
+    else:
+        measure = (lambda: qml.expval(hamiltonian)) if hamiltonian is not None else (
+            lambda: [qml.expval(qml.PauliZ(w)) for w in wires])
+        run = pennylane_device.expval_fn(fn, wires, device, diff_method, measure,
+                                         () if hamiltonian is not None else (n_qubits,))
+
+        def expval(params, inputs=None):
+            check(params, inputs)
+            return run(params, inputs)
+
+    return Circuit(n_qubits, n_layers, fn, device, diff_method, hamiltonian, expval, state, probs, shots,
+                   program, terms)
 
 
 def time_compile_and_run(fn: Callable, *args, repeats: int = 20, jit: bool = True) -> dict[str, float]:
