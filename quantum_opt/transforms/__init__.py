@@ -9,15 +9,15 @@ from quantum_opt.transforms.spsa import SPSAState, spsa, spsa_gains
 from quantum_opt.transforms.tunneling import PerturbedState, SamState, TunnelingState, perturbed, sam, tunneling
 
 __all__ = [
+    "PerturbedState",
     "QNGState",
     "SPSAState",
-    "qng",
-    "spsa",
-    "spsa_gains",
-    "PerturbedState",
     "SamState",
     "TunnelingState",
     "perturbed",
+    "qng",
     "sam",
+    "spsa",
+    "spsa_gains",
     "tunneling",
 ]

@@ -20,9 +20,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
+
+from quantum_opt.transforms.keys import key_data
 
 __all__ = ["SPSAState", "spsa", "spsa_gains"]
 
@@ -38,17 +39,6 @@ def spsa_gains(a: float | Callable, c: float | Callable, alpha: float, gamma: fl
     a_fn = a if callable(a) else (lambda k: a / (stability + k + 1.0) ** alpha)
     c_fn = c if callable(c) else (lambda k: c / (k + 1.0) ** gamma)
     return a_fn, c_fn
-
-
-def _key_data(key):
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return jax.random.key_data(jax.random.key(int(key)))
-    dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
-    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and shape == ():
-        return jax.random.key_data(key)
-    if dtype == jnp.uint32 and shape == (2,):
-        return jnp.asarray(key)
-    raise ValueError(f"key: got {key!r}; allowed: a jax.random.key, a raw uint32[2] PRNGKey or an int seed")
 
 
 def spsa(
@@ -72,13 +62,13 @@ def spsa(
     for name, v in (("alpha", alpha), ("gamma", gamma), ("stability", stability)):
         if not float(v) >= 0:
             raise ValueError(f"{name}: got {v!r}; allowed: a float >= 0")
-    key_data = _key_data(key)
+    raw_key = key_data(key)
     a_fn, c_fn = spsa_gains(learning_rate, perturbation, alpha, gamma, stability)
 
     def init(params):
         del params
         zero = lambda: jnp.zeros([], jnp.int32)  # distinct buffers: a runner may donate the whole state
-        return SPSAState(count=zero(), key=jnp.array(key_data), loss_evals=zero())
+        return SPSAState(count=zero(), key=jnp.array(raw_key), loss_evals=zero())
 
     def update(updates, state, params=None, *, value_fn=None, **extra_args):
         del extra_args

@@ -34,7 +34,8 @@ Call ``update(grads, state, params, value=loss, value_fn=f, grad_fn=g)``; params
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +43,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from quantum_opt import samplers
+from quantum_opt.transforms.keys import key_data
 
 RULES = ("window", "small_grad")
 DIRECTIONS = ("random", "momentum", "curvature")
@@ -58,11 +60,6 @@ class TunnelingState(NamedTuple):
     grad_evals: jax.Array
     circuit_evals: jax.Array
     jumps: jax.Array
-
-
-def _key_data(key):
-    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
-    return jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
 
 
 def _unit(v, axis=-1):
@@ -140,9 +137,9 @@ def tunneling(inner: optax.GradientTransformation, *, key, sampler: str = "quant
     n_dir = n_cand // len(step_sizes)
     sizes = jnp.asarray(step_sizes, jnp.float32)
     pick = samplers.get(sampler)
-    pick_kw = dict(shots=shots, layers=layers, total_time=total_time)
+    pick_kw = {"shots": shots, "layers": layers, "total_time": total_time}
     inner = optax.with_extra_args_support(inner)
-    key0 = _key_data(key)
+    key0 = key_data(key)
 
     def init(params):
         trace = jax.tree.map(jnp.zeros_like, params) if directions == "momentum" else ()
@@ -246,7 +243,7 @@ def perturbed(inner: optax.GradientTransformation, *, key, radius: float = 0.1, 
     ``key``: a jax.random key (required keyword) for the jumps."""
     if not radius > 0:
         raise ValueError(f"radius: got {radius!r}; allowed: a float > 0")
-    key0 = _key_data(key)
+    key0 = key_data(key)
     inner = optax.with_extra_args_support(inner)
 
     def init(params):
