@@ -46,7 +46,7 @@ class Expr:
     NumPy object arrays of Exprs support the arithmetic and the ufuncs (``np.sin`` …) an ansatz applies to its
     parameters; ``evaluate(params_flat, inputs_flat)`` computes the value with ``jnp``."""
 
-    __slots__ = ("op", "args")
+    __slots__ = ("args", "op")
 
     def __init__(self, op: str, *args):
         self.op, self.args = op, args
@@ -94,8 +94,12 @@ class Expr:
         return value
 
 
+def _unary(name):
+    return lambda self: Expr(name, self)
+
+
 for _name in ("sin", "cos", "tan", "exp", "log", "sqrt", "arcsin", "arccos", "arctan", "tanh", "sinh", "cosh"):
-    setattr(Expr, _name, (lambda n: lambda self: Expr(n, self))(_name))
+    setattr(Expr, _name, _unary(_name))
 
 
 def symbols(kind: str, shape: Sequence[int]) -> np.ndarray:
@@ -161,7 +165,8 @@ def _lower(op, index: dict, out: list, depth: int = 0) -> None:
     except KeyError as err:
         raise ValueError(f"ansatz: {op.name} acts on wire {err.args[0]!r}; allowed: the wires {list(index)}") from None
     gate = S.GATES.get(op.name)
-    if symbolic and gate is not None and len(data) == gate.n_params and all(not isinstance(d, np.ndarray) for d in data):
+    scalars = all(not isinstance(d, np.ndarray) for d in data)
+    if symbolic and gate is not None and len(data) == gate.n_params and scalars:
         out.append(("gate", op.name, wires, tuple(data)))
         return
     if not symbolic and len(wires) <= 3 and op.has_matrix:

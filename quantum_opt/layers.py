@@ -1,8 +1,8 @@
 """Quantum layers for Flax NNX models, and classical twins with the same number of parameters.
 
-``QuantumLayer``: ``[B, d] -> [B, n_qubits]`` Pauli-Z expectations of a parametrised circuit (``quantum_opt.circuits``,
-a PennyLane QNode with the JAX interface, vmapped over the batch) whose weights are an ``nnx.Param``. The inputs
-are angles: with the ``reuploading`` ansatz (Pérez-Salinas et al., "Data re-uploading for a universal quantum
+``QuantumLayer``: ``[B, d] -> [B, n_qubits]`` Pauli-Z expectations of a parametrised circuit (``quantum_opt.circuits``:
+a PennyLane ansatz compiled onto the JAX simulator, vmapped over the batch) whose weights are an ``nnx.Param``. The
+inputs are angles: with the ``reuploading`` ansatz (Pérez-Salinas et al., "Data re-uploading for a universal quantum
 classifier", Quantum 4, 226, 2020) they are encoded again in every layer; with ``hardware_efficient`` /
 ``strongly_entangling`` they are RY-encoded once before the first layer (Schuld et al., PRA 101, 032308, 2020).
 
@@ -37,7 +37,7 @@ class QuantumLayer(nnx.Module):
     """``[B, d] -> [B, n_qubits]`` expectation values of a trainable circuit (see the module docstring)."""
 
     def __init__(self, n_qubits: int, n_layers: int = 2, ansatz: str = "reuploading", *,
-                 device: str = "default.qubit", init_scale: float = 0.5, in_features: int | None = None,
+                 device: str = "simulator", init_scale: float = 0.5, in_features: int | None = None,
                  rngs: nnx.Rngs):
         self.circuit = make_circuit(n_qubits, n_layers, ansatz, device=device)
         self.in_features = n_qubits if in_features is None else in_features  # d of the [B, d] angles it is fed
@@ -109,7 +109,7 @@ class HybridMLP(nnx.Module):
     classical twin (``kind="classical"``) → Linear."""
 
     def __init__(self, in_features: int, n_classes: int, *, kind: str = "quantum", n_qubits: int = 4,
-                 n_layers: int = 2, ansatz: str = "reuploading", device: str = "default.qubit", rngs: nnx.Rngs):
+                 n_layers: int = 2, ansatz: str = "reuploading", device: str = "simulator", rngs: nnx.Rngs):
         if kind not in KINDS:
             raise ValueError(f"kind: got {kind!r}; allowed: {', '.join(KINDS)}")
         self.encode = nnx.Linear(in_features, n_qubits, rngs=rngs)

@@ -4,9 +4,9 @@ For a state ``|ψ(θ)>`` with parameters θ (any pytree, flattened to ``[P]`` wi
 the quantum geometric tensor is ``Q_ij = <∂iψ|∂jψ> − <∂iψ|ψ><ψ|∂jψ>`` and the Fubini–Study metric is its real part
 ``g_ij = Re Q_ij`` (Stokes, Izaac, Killoran & Carleo, "Quantum Natural Gradient", Quantum 4, 269, 2020; the same
 convention as PennyLane's ``qml.metric_tensor``: ``RX(θ)|0>`` gives ``g = 1/4``). The Jacobian ``∂ψ/∂θ`` is
-``jax.jacfwd`` of the stacked real and imaginary parts of ``state_fn(params)`` (``qml.state()`` from a
-``default.qubit`` QNode with backprop, e.g. ``Circuit.state``), so it is exact, jittable and needs no
-``qml.metric_tensor`` (which fails on jax >= 0.10).
+``jax.jacfwd`` of the stacked real and imaginary parts of ``state_fn(params)`` — ``Circuit.state``, the JAX simulator's
+state (``quantum_opt.simulator``) — so it is exact, jittable, runs on any jax and device, and needs no
+``qml.metric_tensor`` (whose JAX interface fails on jax >= 0.10; its NumPy interface is the tests' oracle).
 
 ``block_diagonal_metric`` is the layer-wise block-diagonal approximation (Stokes et al. 2020, Sec. 3): the exact
 metric with the entries between different blocks set to zero. When the blocks are layers of commuting gates its blocks

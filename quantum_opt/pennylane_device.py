@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["load_device", "expval_fn"]
+__all__ = ["expval_fn", "load_device"]
 
 
 def load_device(name: str, n_qubits: int):

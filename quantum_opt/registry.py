@@ -10,7 +10,8 @@ the runner (derived from the run's seed) folded with the optimizer's own ``seed`
 draws different jumps (probe inputs, SPSA directions) while the same seed repeats exactly.
 Task: ``landscape`` (double well or Rastrigin, ``quantum_opt.tasks``) with the model ``point``.
 Models: ``quantum_mlp`` / ``classical_twin_mlp`` (``quantum_opt.layers.HybridMLP``) for the runner's ``digits``.
-Hook: ``quantum_opt_jumps`` reports accepted jumps / perturbations found in the optimizer state.
+Counters: ``tunneling`` and ``pgd`` declare ``jumps`` / ``perturbations``, which the runner sums from the optimizer
+state and logs at every evaluation.
 
 Every config dataclass declares its choices as ``Literal`` and its bounds in ``__post_init__`` (the loader reports a
 bad value as one line naming the dotted key); the factories only build.
@@ -24,37 +25,26 @@ from typing import Literal
 import jax
 import numpy as np
 
-from experiments.errors import ConfigError
-from experiments.registry import (
+from experiments import (
+    ConfigError,
+    Task,
+    at_least,
     build_optimizer,
     names,
-    register_hook,
+    positive,
     register_model,
     register_optimizer,
     register_task,
 )
-from experiments.task import Task
 from quantum_opt import tasks
 
-# quantum_opt.layers and quantum_opt.transforms import PennyLane (about 3 s), so the factories import them when a
-# config asks for them, not when the runner loads its plugins.
+# quantum_opt.layers imports PennyLane (about 3 s; its ansätze are recorded in PennyLane), so the factories import the
+# quantum modules when a config asks for them, not when the runner loads its plugins.
 
 
 def _registered(field: str, name: str) -> None:
     if name not in names("optimizer"):
         raise ValueError(f"{field}: {name!r} is not allowed; use a registered optimizer: {', '.join(names('optimizer'))}")
-
-
-def _at_least(obj, bound, *fields) -> None:
-    for field in fields:
-        if not getattr(obj, field) >= bound:  # NaN too
-            raise ValueError(f"{field}: {getattr(obj, field)} is not allowed; use a number >= {bound}")
-
-
-def _positive(obj, *fields) -> None:
-    for field in fields:
-        if not getattr(obj, field) > 0:
-            raise ValueError(f"{field}: {getattr(obj, field)} is not allowed; use a number > 0")
 
 
 @dataclasses.dataclass
@@ -75,8 +65,8 @@ class TunnelingConfig:
 
     def __post_init__(self):
         _registered("inner", self.inner)
-        _at_least(self, 1, "window", "shots", "layers")
-        _positive(self, "total_time")
+        at_least(self, window=1, shots=1, layers=1)
+        positive(self, "total_time")
         if not 1 <= self.n_qubits <= 12:
             raise ValueError(f"n_qubits: {self.n_qubits} is not allowed; use an integer in 1..12")
         if not self.step_sizes or 2 ** self.n_qubits % len(self.step_sizes):
@@ -92,8 +82,8 @@ class SamConfig:
 
     def __post_init__(self):
         _registered("inner", self.inner)
-        _positive(self, "rho")
-        _at_least(self, 2, "sync_period")
+        positive(self, "rho")
+        at_least(self, sync_period=2)
 
 
 @dataclasses.dataclass
@@ -106,8 +96,8 @@ class PgdConfig:
 
     def __post_init__(self):
         _registered("inner", self.inner)
-        _positive(self, "radius")
-        _at_least(self, 0, "cooldown")
+        positive(self, "radius")
+        at_least(self, cooldown=0)
 
 
 @dataclasses.dataclass
@@ -129,8 +119,8 @@ class QNGConfig:
 
     def __post_init__(self):
         _registered("rest", self.rest)
-        _at_least(self, 0, "regularization")
-        _positive(self, "qng_lr_scale")
+        at_least(self, regularization=0)
+        positive(self, "qng_lr_scale")
         if not 1 <= self.probe_inputs <= 4096:
             raise ValueError(f"probe_inputs: {self.probe_inputs} is not allowed; use an integer in 1..4096")
 
@@ -152,28 +142,11 @@ class SpsaConfig:
     seed: int = 0
 
     def __post_init__(self):
-        _positive(self, "perturbation")
-        _at_least(self, 0, "alpha", "gamma", "stability")
+        positive(self, "perturbation")
+        at_least(self, alpha=0, gamma=0, stability=0)
 
 
-@register_hook("quantum_opt_jumps", doc="accepted tunneling jumps / PGD perturbations in the optimizer state")
-def jumps_hook(ctx) -> dict[str, float]:
-    out = {}
-
-    def visit(node):
-        if isinstance(node, tuple) and hasattr(node, "_fields"):
-            for name in ("jumps", "perturbations"):
-                if name in node._fields:
-                    out[name] = out.get(name, 0.0) + float(getattr(node, name))
-        if isinstance(node, (tuple, list)):
-            for child in node:
-                visit(child)
-
-    visit(ctx.opt_state)
-    return out
-
-
-@register_optimizer("tunneling", config=TunnelingConfig, hooks=("quantum_opt_jumps",),
+@register_optimizer("tunneling", config=TunnelingConfig, counters=("jumps",),
                     doc="inner optimizer + plateau jumps picked by a quantum annealing circuit or a classical twin")
 def _tunneling(cfg, *, learning_rate, weight_decay, key):
     from quantum_opt.transforms.tunneling import tunneling
@@ -193,7 +166,7 @@ def _sam(cfg, *, learning_rate, weight_decay):
     return sam(inner, rho=cfg.rho, sync_period=cfg.sync_period)
 
 
-@register_optimizer("pgd", config=PgdConfig, hooks=("quantum_opt_jumps",),
+@register_optimizer("pgd", config=PgdConfig, counters=("perturbations",),
                     doc="perturbed gradient descent (Jin et al. 2017) around an inner optimizer")
 def _pgd(cfg, *, learning_rate, weight_decay, key):
     from quantum_opt.transforms.tunneling import perturbed
@@ -254,8 +227,8 @@ class LandscapeConfig:
     noise: float = 0.1
 
     def __post_init__(self):
-        _at_least(self, 1, "dim")
-        _at_least(self, 0, "noise")
+        at_least(self, dim=1)
+        at_least(self, noise=0)
 
 
 @register_task("landscape", config=LandscapeConfig, doc="double-well or Rastrigin loss on a point (model: point)")
@@ -267,7 +240,7 @@ def _landscape(cfg, *, key):
                 loss=tasks.landscape_loss(cfg.kind, cfg.dim, cfg.tilt, cfg.tol),
                 spec={"dim": cfg.dim, "start": cfg.start, "noise": cfg.noise, "minimum": f_star,
                       "argmin": x_star.tolist()},
-                examples_per_epoch=1, target_metric=("gap", "min"))
+                examples_per_epoch=1)
 
 
 @register_model("point", doc="a trainable point (nnx.Param [dim]) for the landscape task")
@@ -282,10 +255,10 @@ class HybridConfig:
     n_qubits: int = 4
     n_layers: int = 2
     ansatz: Literal["hardware_efficient", "strongly_entangling", "reuploading"] = "reuploading"
-    device: Literal["default.qubit", "lightning.qubit"] = "default.qubit"
+    device: Literal["simulator", "default.qubit", "lightning.qubit"] = "simulator"
 
     def __post_init__(self):
-        _at_least(self, 1, "n_qubits", "n_layers")
+        at_least(self, n_qubits=1, n_layers=1)
 
 
 def _hybrid(kind):
@@ -302,6 +275,6 @@ def _hybrid(kind):
 
 
 register_model("quantum_mlp", _hybrid("quantum"), config=HybridConfig,
-               doc="Linear -> quantum layer (QNode, angle-encoded / re-uploaded) -> Linear")
+               doc="Linear -> quantum layer (circuit on the JAX simulator, angle-encoded / re-uploaded) -> Linear")
 register_model("classical_twin_mlp", _hybrid("classical"), config=HybridConfig,
                doc="quantum_mlp with the quantum layer replaced by a tanh MLP of equal parameter count")

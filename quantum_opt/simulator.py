@@ -152,7 +152,7 @@ def _ising_yy(t):
 
 
 def _multi_rz(t, k):
-    parity = np.array([bin(i).count("1") % 2 for i in range(2 ** k)])  # Z...Z eigenvalue (-1)^parity
+    parity = np.array([i.bit_count() % 2 for i in range(2 ** k)])  # Z...Z eigenvalue (-1)^parity
     _, _, dt = _cs(t)
     return jnp.exp((-0.5j * t * (1 - 2 * parity)).astype(dt))
 

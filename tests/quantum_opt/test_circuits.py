@@ -22,19 +22,23 @@ def pennylane_oracle():
     out = {}
     for name, fn in C.ANSATZE.items():
         p = np.random.default_rng(len(name)).uniform(-np.pi, np.pi, fn.param_shape(n, L))
-        for inputs in (None, x):
-            def qfunc(w, xx, kind):
-                fn(w, range(n), xx)
-                return {"state": qml.state, "probs": lambda: qml.probs(wires=range(n))}[kind]() if kind != "z" else \
-                    [qml.expval(qml.PauliZ(i)) for i in range(n)]
 
-            run = {k: qml.QNode(lambda w, xx, k=k: qfunc(w, xx, k), dev) for k in ("state", "probs")}
-            z = qml.QNode(lambda w, xx: qml.math.stack(qfunc(w, xx, "z")), dev, diff_method="parameter-shift")
+        def z(w, xx, fn=fn):
+            fn(w, range(n), xx)
+            return qml.math.stack([qml.expval(qml.PauliZ(i)) for i in range(n)])
+
+        def state(w, xx, fn=fn):
+            fn(w, range(n), xx)
+            return qml.state()
+
+        z = qml.QNode(z, dev, diff_method="parameter-shift")
+        state = qml.QNode(state, dev)
+        for inputs in (None, x):
             pw = pnp.array(p, requires_grad=True)
-            ref = {"state": np.asarray(run["state"](p, inputs)), "probs": np.asarray(run["probs"](p, inputs)),
-                   "z": np.asarray(z(pw, inputs))}
+            psi = np.asarray(state(p, inputs))
+            ref = {"state": psi, "probs": np.abs(psi) ** 2, "z": np.asarray(z(pw, inputs))}
             if inputs is None:
-                ref["dz_dp"] = np.asarray(qml.jacobian(lambda w: z(w, None))(pw))
+                ref["dz_dp"] = np.asarray(qml.jacobian(lambda w, z=z: z(w, None))(pw))
             else:
                 jp, jx = qml.jacobian(z, argnums=[0, 1])(pw, pnp.array(inputs, requires_grad=True))
                 ref["dz_dp"], ref["dz_dx"] = np.asarray(jp), np.asarray(jx)
@@ -51,7 +55,7 @@ def test_every_ansatz_matches_pennylane_to_1e_10_in_x64(pennylane_oracle):
             xj = None if x is None else jnp.asarray(x)
 
             @jax.jit
-            def everything(q, xi):
+            def everything(q, xi, c=c):
                 jac = jax.jacrev(c.expval, argnums=(0, 1) if xi is not None else 0)(q, xi)
                 return c.state(q, xi), c.probs(q, xi), c.expval(q, xi), jac
 
@@ -143,7 +147,7 @@ def test_pennylane_devices_gradients_agree_and_state_is_consistent():
     gb = jax.jit(jax.grad(lambda q, xi: cb.expval(q, xi).sum(), argnums=(0, 1)))(p, x)
     for device in ("default.qubit", "lightning.qubit"):  # PennyLane's own gradients (backprop, adjoint), via callbacks
         ca = C.make_circuit(n, L, "reuploading", device=device)
-        ga = jax.jit(jax.grad(lambda q, xi: ca.expval(q, xi).sum(), argnums=(0, 1)))(p, x)
+        ga = jax.jit(jax.grad(lambda q, xi, ca=ca: ca.expval(q, xi).sum(), argnums=(0, 1)))(p, x)
         np.testing.assert_allclose(gb[0], ga[0], atol=1e-5, err_msg=device)
         np.testing.assert_allclose(gb[1], ga[1], atol=1e-5, err_msg=device)
     # state and probs are consistent with the expectations: <Z_q> = sum_s |psi_s|^2 (1 - 2 bit_q(s))

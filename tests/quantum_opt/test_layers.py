@@ -60,8 +60,7 @@ def test_bad_input():
 
 @pytest.mark.parametrize("model", ["quantum_mlp", "classical_twin_mlp"])
 def test_hybrid_mlp_learns_digits_in_the_runner(model, tmp_path):
-    from experiments.config import from_dict
-    from experiments.train import run
+    from experiments import from_dict, run
 
     config = from_dict({
         "seed": 0, "data": {"name": "digits", "downscale": 2},

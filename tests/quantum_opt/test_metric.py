@@ -1,4 +1,5 @@
-"""Fubini–Study metric: analytic values on small circuits, parity with PennyLane's metric_tensor (autograd)."""
+"""Fubini–Study metric from the JAX simulator's state Jacobian: analytic values on small circuits, parity with
+PennyLane's metric_tensor (NumPy/autograd interface) at 1e-10 in x64."""
 
 import jax
 import jax.numpy as jnp
@@ -17,18 +18,19 @@ from quantum_opt.metric import (
 )
 
 
-def _state_qnode(n, body):
-    @qml.qnode(qml.device("default.qubit", wires=n), interface="jax", diff_method="backprop")
-    def state(p):
-        body(p)
-        return qml.state()
+def _state_qnode(n, body, n_params=3):
+    """The state function of the quantum function ``body(p)`` compiled onto the simulator (no PennyLane QNode)."""
 
-    return state
+    def ansatz(params, wires, inputs=None):
+        body(params)
+
+    ansatz.param_shape = lambda n_qubits, n_layers: (n_params,)
+    return C.make_circuit(n, 1, ansatz).state
 
 
 def test_rx_on_zero_is_one_quarter():
     # psi = cos(t/2)|0> - i sin(t/2)|1>;  <dpsi|dpsi> = 1/4,  <psi|dpsi> = 0  =>  g = 1/4 for every t.
-    state = _state_qnode(1, lambda p: qml.RX(p[0], wires=0))
+    state = _state_qnode(1, lambda p: qml.RX(p[0], wires=0), 1)
     for t in (0.0, 0.7, 2.5):
         g = jax.jit(lambda p: fubini_study_metric(state, p))(jnp.array([t]))
         np.testing.assert_allclose(g, [[0.25]], atol=1e-6)
@@ -42,7 +44,7 @@ def test_ry_then_rx_one_qubit_closed_form():
         qml.RY(p[0], wires=0)
         qml.RX(p[1], wires=0)
 
-    state = _state_qnode(1, body)
+    state = _state_qnode(1, body, 2)
     for a, b in [(0.3, 1.2), (1.4, -0.8)]:
         g = jax.jit(lambda p: fubini_study_metric(state, p))(jnp.array([a, b]))
         np.testing.assert_allclose(g, np.diag([0.25, np.cos(a) ** 2 / 4]), atol=1e-6)
@@ -71,7 +73,7 @@ def test_two_qubit_entangled_closed_form():
 def test_pytree_params_flatten_in_ravel_order():
     # the same one-qubit RY/RX circuit with params as a dict: ravel_pytree orders keys alphabetically (a, b)
     def state(p):
-        return _state_qnode(1, lambda q: (qml.RY(q[0], wires=0), qml.RX(q[1], wires=0)))(
+        return _state_qnode(1, lambda q: (qml.RY(q[0], wires=0), qml.RX(q[1], wires=0)), 2)(
             jnp.stack([p["a"], p["b"][0]])
         )
 
@@ -81,7 +83,7 @@ def test_pytree_params_flatten_in_ravel_order():
 
 @pytest.fixture(scope="module")
 def pennylane_reference():
-    """PennyLane's metric_tensor (autograd interface: it fails under JAX on jax >= 0.10) on a hardware-efficient
+    """PennyLane's metric_tensor (NumPy/autograd interface, which works on every jax) on a hardware-efficient
     circuit, full (Hadamard tests on an auxiliary wire) and block-diagonal, with PennyLane's own layers."""
     n, L = 3, 2
     dev = qml.device("default.qubit", wires=n + 1)
@@ -101,17 +103,22 @@ def pennylane_reference():
 def test_full_metric_matches_pennylane(pennylane_reference):
     n, L, p, full, _, _ = pennylane_reference
     c = C.make_circuit(n, L, "hardware_efficient")
-    g = jax.jit(lambda q: fubini_study_metric(c.state, q))(jnp.asarray(p, jnp.float32))
-    np.testing.assert_allclose(g, full, atol=2e-5)
-    np.testing.assert_allclose(g, g.T, atol=1e-6)
-    assert np.linalg.eigvalsh(np.asarray(g, np.float64)).min() > -1e-5  # positive semidefinite
+    with jax.enable_x64(True):
+        g = jax.jit(lambda q: fubini_study_metric(c.state, q))(jnp.asarray(p))
+        g32 = jax.jit(lambda q: fubini_study_metric(c.state, q))(jnp.asarray(p, jnp.float32))
+    print(f"max |metric - PennyLane metric_tensor| (x64): {np.abs(np.asarray(g) - full).max():.1e}")
+    np.testing.assert_allclose(g, full, atol=1e-10)
+    np.testing.assert_allclose(g32, full, atol=2e-5)  # float32 too
+    np.testing.assert_allclose(g, g.T, atol=1e-12)
+    assert np.linalg.eigvalsh(np.asarray(g, np.float64)).min() > -1e-10  # positive semidefinite
 
 
 def test_block_diagonal_matches_pennylane_layers(pennylane_reference):
     n, L, p, full, block, layers = pennylane_reference
     c = C.make_circuit(n, L, "hardware_efficient")
-    gb = jax.jit(lambda q: block_diagonal_metric(c.state, q, layers))(jnp.asarray(p, jnp.float32))
-    np.testing.assert_allclose(gb, block, atol=2e-5)
+    with jax.enable_x64(True):
+        gb = jax.jit(lambda q: block_diagonal_metric(c.state, q, layers))(jnp.asarray(p))
+    np.testing.assert_allclose(gb, block, atol=1e-10)
     assert np.abs(full - block).max() > 1e-2  # the approximation really drops something here
 
 

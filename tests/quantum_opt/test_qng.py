@@ -12,23 +12,13 @@ from quantum_opt import fubini_study_metric, make_circuit, qng
 
 def _ry_rx():
     # cost(a, b) = <Z> on RX(b) RY(a)|0> = cos a cos b;  Fubini–Study metric = diag(1/4, cos^2(a)/4)
-    dev = qml.device("default.qubit", wires=1)
-
-    def body(p):
+    def body(p, wires, inputs=None):
         qml.RY(p[0], wires=0)
         qml.RX(p[1], wires=0)
 
-    @qml.qnode(dev, interface="jax", diff_method="backprop")
-    def cost(p):
-        body(p)
-        return qml.expval(qml.PauliZ(0))
-
-    @qml.qnode(dev, interface="jax", diff_method="backprop")
-    def state(p):
-        body(p)
-        return qml.state()
-
-    return cost, state
+    body.param_shape = lambda n_qubits, n_layers: (2,)
+    c = make_circuit(1, 1, body)  # compiled onto the JAX simulator
+    return (lambda p: c.expval(p)[0]), c.state
 
 
 def test_step_matches_hand_computed_natural_gradient():

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from experiments.errors import ConfigError
-from experiments.registry import build_optimizer
+from experiments import ConfigError, build_optimizer, from_dict, run
 from quantum_opt import tasks
 
 
@@ -22,16 +21,16 @@ def test_global_minima_match_scipy():
     assert float(jnp.linalg.norm(jax.grad(tasks.rastrigin)(jnp.zeros(4)))) < 1e-6
 
 
-def _run(tmp_path, name, optimizer, steps=200, kind="double_well"):
-    from experiments.config import from_dict
-    from experiments.train import run
-
-    config = from_dict({
+def _config(optimizer, steps=200, kind="double_well"):
+    return from_dict({
         "seed": 0, "data": {"name": "landscape", "kind": kind, "dim": 2},
         "model": {"name": "point"}, "optimizer": {"learning_rate": 0.02, "schedule": "constant", **optimizer},
         "train": {"steps": steps, "batch_size": 1, "eval_every": steps, "log_every": steps, "steps_per_call": 50},
     })
-    return run(config, tmp_path / name, quiet=True).eval.iloc[-1]
+
+
+def _run(tmp_path, name, optimizer, steps=200, kind="double_well"):
+    return run(_config(optimizer, steps, kind), tmp_path / name, quiet=True).eval.iloc[-1]
 
 
 def test_runner_tunneling_escapes_where_adam_stays(tmp_path):
@@ -45,15 +44,12 @@ def test_runner_tunneling_escapes_where_adam_stays(tmp_path):
 
 
 def test_bad_config():
-    from experiments.config import build_dataclass
-    from quantum_opt.registry import SamConfig, TunnelingConfig
-
     # choices are Literal annotations and bounds live in __post_init__: the loader names the dotted key
     with pytest.raises(ConfigError, match="optimizer.sampler: 'grover' is not allowed"):
-        build_dataclass("optimizer", TunnelingConfig, {"sampler": "grover"})
+        _config({"name": "tunneling", "sampler": "grover"})
     with pytest.raises(ConfigError, match="needs a key"):
         build_optimizer("tunneling", {}, learning_rate=0.1)
     with pytest.raises(ConfigError, match="optimizer.rho: -1.0 is not allowed"):
-        build_dataclass("optimizer", SamConfig, {"rho": -1.0})
+        _config({"name": "sam", "rho": -1.0})
     with pytest.raises(ValueError, match="kind"):
         tasks.global_minimum("himmelblau", 2)
