@@ -46,11 +46,19 @@ def _check_neighbourhood(neighbourhood) -> int:
     return int(neighbourhood)
 
 
+def _concrete(x) -> np.ndarray | None:
+    """``x`` as a NumPy array, or None when it is traced (checked with public jax.errors, not jax.core)."""
+    try:
+        return np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
 def _check_costs(costs) -> jax.Array:
     if jnp.ndim(costs) != 3:
         raise ValueError(f"costs has shape {jnp.shape(costs)}; expected [B, H, W] (3 dimensions)")
-    if not isinstance(costs, jax.core.Tracer):
-        c = np.asarray(costs)
+    c = _concrete(costs)
+    if c is not None:
         if c.size and not np.all(c > 0):  # NaN fails too
             bad = c[~(c > 0)].ravel()[0]
             raise ValueError(f"costs must be positive (or +inf for walls); got {bad!r}")
@@ -67,8 +75,9 @@ def _cells(cell, batch: int, h: int, w: int, name: str) -> jax.Array:
         raise ValueError(f"{name} has shape {arr.shape}; expected (2,) or (B, 2) = ({batch}, 2)")
     if not jnp.issubdtype(arr.dtype, jnp.integer):
         raise ValueError(f"{name}={cell!r} must hold integer (row, col) indices")
-    if not isinstance(arr, jax.core.Tracer):
-        a = np.asarray(arr).reshape(-1, 2)
+    a = _concrete(arr)
+    if a is not None:
+        a = a.reshape(-1, 2)
         if (a[:, 0] < -h).any() or (a[:, 0] >= h).any() or (a[:, 1] < -w).any() or (a[:, 1] >= w).any():
             raise ValueError(f"{name}={np.asarray(cell).tolist()!r} is outside the {h}x{w} grid")
     arr = jnp.broadcast_to(arr.astype(jnp.int32), (batch, 2))
