@@ -107,3 +107,27 @@ def test_jit_vmap_grad_through_a_small_circuit():
         np.testing.assert_allclose(g, np.stack([-np.sin(a) * np.cos(b), -np.cos(a) * np.sin(b)], 1), atol=1e-12)
         np.testing.assert_allclose(jax.jacfwd(z1)(ab[0]), g[0], atol=1e-12)
     assert z1(jnp.zeros(2, jnp.float32)).dtype == jnp.float32  # complex64 without x64
+
+
+def test_simulator_metric_transforms_and_sampler_run_without_pennylane():
+    # PennyLane is the circuit language (recording ansätze); nothing else of the quantum path needs it at run time.
+    code = """
+import sys
+sys.modules["pennylane"] = None  # any import of PennyLane now fails
+import jax, jax.numpy as jnp, optax
+from quantum_opt import simulator as S, samplers, metric, transforms
+state = lambda p: S.apply_gate(S.zero_state(1), "RX", [p[0]], (0,)).reshape(-1)
+g = metric.fubini_study_metric(state, jnp.array([0.3]))
+idx, evals = jax.jit(lambda k: samplers.quantum(jnp.arange(8.0), k, shots=64))(jax.random.key(0))
+tx = transforms.tunneling(optax.adam(0.1), key=jax.random.key(0), sampler="quantum", n_qubits=2, window=1)
+p = jnp.ones(2)
+f = lambda q: jnp.sum(q ** 2)
+u, s = tx.update(jax.grad(f)(p), tx.init(p), p, value=f(p), value_fn=f)
+print(round(float(g[0, 0]), 6), int(idx), int(evals), "pennylane" in sys.modules and sys.modules["pennylane"] is None)
+"""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["0.25", "0", "1", "True"], out.stdout
