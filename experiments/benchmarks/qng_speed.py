@@ -4,14 +4,13 @@ Circuit (both sides): ``quantum_opt.hardware_efficient`` on 8 qubits (RY, RZ on 
 layer; 2 layers = 32 parameters) with the transverse-field Ising energy H = Σ Z_i Z_{i+1} + 0.5 Σ X_i, on
 ``default.qubit``. One step = metric + gradient + update, θ ← θ − η (g + λI)^{-1} ∇E.
 
-- this toolkit: ``qng(η, metric_fn=..., regularization=λ)`` with the exact metric from the state Jacobian
-  (``fubini_study_metric``) or its block-diagonal approximation (``block_diagonal_metric`` with PennyLane's own
+- this toolkit: ``qng(η, metric_fn=..., regularization=λ)`` with the exact metric from the state Jacobian of the
+  JAX simulator (``make_circuit``'s ``state``, ``fubini_study_metric``) or its block-diagonal approximation (``block_diagonal_metric`` with PennyLane's own
   parametrised layers as blocks), gradient by backprop, the whole step in one ``jax.jit``; float64
   (``jax_enable_x64``) so both sides compute in the same precision. Compile time is reported apart; the time is the
   median of ``--repeats`` calls.
 - PennyLane: ``qml.QNGOptimizer(stepsize=η, approx=..., lam=λ).step(cost, θ)`` with the **autograd** interface
-  (``pennylane.numpy``), because ``qml.metric_tensor`` fails under the JAX interface on jax >= 0.10
-  (``jax.core.TraceTag``). ``approx="block-diag"``: one circuit per parametrised layer; ``approx=None`` (full):
+  (``pennylane.numpy``), because ``qml.metric_tensor`` fails under the JAX interface on jax >= 0.10. ``approx="block-diag"``: one circuit per parametrised layer; ``approx=None`` (full):
   Hadamard tests on an auxiliary wire, so that QNode runs on 9 wires. Timed as the median of ``--pl-repeats`` steps
   after one warm-up step.
 
