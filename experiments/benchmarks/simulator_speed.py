@@ -100,8 +100,9 @@ def main():
             line = f"  {kind:10s}: simulator {ours * 1e3:8.2f} ms (compile {compile_s['simulator', kind]:.2f} s)"
             if ("default.qubit", kind) in times:
                 theirs = statistics.median(times["default.qubit", kind])
+                ratios = [t / o for t, o in zip(times["default.qubit", kind], times["simulator", kind])]
                 line += (f" | default.qubit {theirs * 1e3:8.2f} ms (compile {compile_s['default.qubit', kind]:.2f} s)"
-                         f" | ratio {theirs / ours:.1f}x")
+                         f" | ratio {theirs / ours:.1f}x (rounds {min(ratios):.1f}-{max(ratios):.1f}x)")
             print(line)
         if "default.qubit" in values:
             print(f"  values max |difference|: {np.abs(values['simulator'] - values['default.qubit']).max():.1e}")
