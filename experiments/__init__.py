@@ -7,31 +7,60 @@ In Python::
     result = experiments.run(config, workdir="runs/quickstart")
     result.metrics        # every logged event as a pandas DataFrame
     model, config = experiments.load_run("runs/quickstart")   # a finished run back as a model
+
+This module is the public facade: research code and the paths' glue modules (``spiking/registry.py`` ...) import
+from here, never from the rooms below, so the rooms can move without reaching them. The rooms, each a subpackage,
+with dependencies pointing one way (``tests/runner/test_architecture.py`` checks it):
+
+    errors      the error types (imports nothing)
+    analysis    reading run folders, intervals over seeds, power-law fits      → errors
+    runner      registry, configs, the training loop, stages, checkpoints      → analysis (its own events), errors
+    sweeps      expanding and launching a config's runs                        → runner
+    reports     compare tables, post-stage tables, fronts, scaling, plots     → analysis
+    claims      claim files, verdicts, fits, the report's sections, the suite  → sweeps, reports, analysis, runner
+    __main__    the command line                                               → all
 """
 
-from experiments.build import Frozen, frozen
-from experiments.config import Config, from_dict, load_config
 from experiments.errors import ConfigError, TrainingDiverged
-from experiments.registry import register_hook, register_model, register_optimizer, register_task, register_transform
-from experiments.report import compare
-from experiments.runs import evaluate_run, load_run
-from experiments.sweep import run_sweep
-from experiments.task import Task
-from experiments.train import RunResult, run
+from experiments.reports.compare import compare
+from experiments.runner.build import Frozen, frozen
+from experiments.runner.config import Config, from_dict, load_config
+from experiments.runner.fields import at_least, positive
+from experiments.runner.registry import (
+    HookContext,
+    build_optimizer,
+    get,
+    names,
+    register_hook,
+    register_model,
+    register_optimizer,
+    register_task,
+    register_transform,
+)
+from experiments.runner.runs import evaluate_run, load_run
+from experiments.runner.task import Task
+from experiments.runner.train import RunResult, run
+from experiments.sweeps.sweep import run_sweep
 
 __all__ = [
     "Config",
     "ConfigError",
     "Frozen",
+    "HookContext",
     "RunResult",
     "Task",
     "TrainingDiverged",
+    "at_least",
+    "build_optimizer",
     "compare",
     "evaluate_run",
     "from_dict",
     "frozen",
+    "get",
     "load_config",
     "load_run",
+    "names",
+    "positive",
     "register_hook",
     "register_model",
     "register_optimizer",

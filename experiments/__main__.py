@@ -7,8 +7,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from experiments.claims.suite import publish, run_claims
 from experiments.errors import ConfigError, exit_code
+from experiments.reports.cells import number
+from experiments.reports.compare import compare, summary_table
+from experiments.runner import registry
+from experiments.runner.config import load_config
+from experiments.runner.runs import evaluate_run
+from experiments.runner.train import run
+from experiments.sweeps.launchers import make_launcher, parse_options
+from experiments.sweeps.sweep import SweepFailed, plan, run_sweep
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,14 +32,22 @@ def _table(rows: list[tuple[str, str]]) -> str:
 
 
 def _print_result(result) -> None:
-    from experiments.report import _fmt
-
     s = result.summary
-    rows = [(k, _fmt(v)) for k, v in s["final"].items() if isinstance(v, (int, float))]
-    rows += [(k, _fmt(s[k])) for k in ("param_count", "flops_per_step", "step_time_s", "examples_per_s",
+    rows = [(k, number(v)) for k, v in s["final"].items() if isinstance(v, (int, float))]
+    rows += [(k, number(s[k])) for k in ("param_count", "flops_per_step", "step_time_s", "examples_per_s",
                                        "compile_time_s") if s.get(k) is not None]
     rows += [("device", f"{s['device_count']} x {s['device_kind']}"), ("workdir", str(result.workdir))]
     print(f"results after {s['steps']} steps (held-out split):\n{_table(rows)}")
+
+
+def parse_pairs(items, option: str = "--post", example: str = "sparsity:loss") -> list[tuple[str, str]]:
+    """``["sparsity:bits_per_char"]`` → ``[("sparsity", "bits_per_char")]``; ConfigError naming ``option``."""
+    out = []
+    for item in items:
+        if item.count(":") != 1 or not all(item.split(":")):
+            raise ConfigError(f"{option}: {item!r} is malformed; write A:B, e.g. {example}")
+        out.append(tuple(item.split(":")))
+    return out
 
 
 def main(argv=None) -> int:
@@ -89,35 +107,21 @@ def main(argv=None) -> int:
 
 
 def _dispatch(args) -> int:
-    from pathlib import Path
-
     if args.command == "list":
-        from experiments import registry
-
         for kind in ("model", "task", "optimizer", "hook"):
             for e in registry.entries(kind):
                 print(f"{kind:<9} {e.name:<22} {e.doc}")
         return 0
     if args.command == "claims":
-        from experiments.claims import run_claims
-        from experiments.claims_report import publish
-
         report = run_claims(args.size, args.out or f"runs/claims-{args.size}", args.only, quiet=args.quiet)
         print(publish(report, args.publish) if args.publish else report)
         return 0
     if args.command == "evaluate":
-        from experiments.report import _fmt
-        from experiments.runs import evaluate_run
-
         for r in evaluate_run(args.run_dir, args.overrides):
-            metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in r["metrics"].items() if isinstance(v, (int, float)))
+            metrics = ", ".join(f"{k}={number(v)}" for k, v in r["metrics"].items() if isinstance(v, (int, float)))
             print(f"{r['label']}: {metrics}")
         return 0
     if args.command == "compare":
-        from experiments.report import compare
-
-        from experiments.post_report import parse_pairs
-
         out = args.out or str(Path(args.dirs[0]) / "report")
         print(compare(args.dirs, out, scatter=parse_pairs(args.scatter, "--scatter", "energy_pj:bits_per_char"),
                       baseline=args.baseline, post=parse_pairs(args.post),
@@ -126,9 +130,6 @@ def _dispatch(args) -> int:
         return 0
     workdir = args.workdir or str(Path("runs") / Path(args.config).stem)
     if args.command == "sweep":
-        from experiments.launchers import make_launcher, parse_options
-        from experiments.sweep import SweepFailed, plan, run_sweep
-
         if args.dry_run:
             for name, _ in plan(args.config, args.overrides):
                 print(name)
@@ -137,15 +138,17 @@ def _dispatch(args) -> int:
                                  cpus=args.cpus_per_run, partition=args.partition, time_min=args.time,
                                  options=parse_options(args.slurm_option), quiet=args.quiet)
         try:
-            run_sweep(args.config, workdir, args.overrides, quiet=args.quiet, launcher=launcher)
+            dirs = run_sweep(args.config, workdir, args.overrides, quiet=args.quiet, launcher=launcher)
         except SweepFailed as err:
             print(f"sweep failed: {err}", file=sys.stderr)
             return 1
+        sweep = plan(args.config, args.overrides)[0][1].sweep
+        if sweep.get("table"):  # the config's own summary: metrics per group, ratios to its baseline
+            print(summary_table(dirs, sweep["table"], sweep.get("baseline", "")))
+        if sweep.get("note"):
+            print(sweep["note"])
         print(f"sweep done: python -m experiments compare {workdir}")
         return 0
-    from experiments.config import load_config
-    from experiments.train import run
-
     result = run(load_config(args.config, args.overrides), workdir, quiet=args.quiet, overwrite=args.overwrite)
     _print_result(result)
     return 0

@@ -3,6 +3,8 @@
 The CLI prints its message (one line: the key or argument, the bad value, what is allowed) and exits 2.
 """
 
+import sys
+
 
 class ConfigError(ValueError):
     """Bad user input: a config key, a value, a file or a name. One line, no traceback in the CLI."""
@@ -18,8 +20,6 @@ class TrainingDiverged(RuntimeError):
 def exit_code(fn, *args, **kwargs) -> int:
     """Run ``fn`` the way the command line does: its return value (0 if None), or one printed line and exit 2 for
     bad input, 1 for a diverged run, 130 for an interrupt."""
-    import sys
-
     try:
         return fn(*args, **kwargs) or 0
     except ConfigError as err:

@@ -98,22 +98,29 @@ class CostHead(nnx.Module):
         return jax.nn.softplus(self.proj(feats)[..., 0]) + self.min_cost
 
 
-class MLP(nnx.Module):
-    """Dense layers with ReLU between them: ``[B, in] -> [B, out]``."""
+ACTIVATIONS = {"relu": jax.nn.relu, "gelu": jax.nn.gelu, "tanh": jnp.tanh, "silu": jax.nn.silu}
 
-    def __init__(self, in_features: int, hidden: Sequence[int], out_features: int, *, rngs: nnx.Rngs):
+
+class MLP(nnx.Module):
+    """Dense layers with an activation between them, on flattened inputs: ``[B, ...] -> [B, out]``."""
+
+    def __init__(self, in_features: int, hidden: Sequence[int], out_features: int, *, activation: str = "relu",
+                 rngs: nnx.Rngs):
         sizes = [in_features, *hidden, out_features]
         self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(sizes)])
+        self.activation = ACTIVATIONS[activation]
 
     def __call__(self, x):
+        x = x.reshape(x.shape[0], -1)
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < len(self.layers) - 1:
-                x = jax.nn.relu(x)
+                x = self.activation(x)
         return x
 
 
 __all__ = [
+    "ACTIVATIONS",
     "MLP",
     "NORMS",
     "CostHead",

@@ -37,6 +37,16 @@ def connects(mask: jax.Array) -> jax.Array:
     return reach[:, -1, -1] > 0.5
 
 
+def hamming(pred: jax.Array, target: jax.Array) -> jax.Array:
+    """Hamming loss between 0/1 masks ``[B, ...]``: summed over cells, averaged over the batch.
+
+    This is the normalisation of Vlastelica et al.'s code (``errors.mean(dim=0).sum()``); it matters because the
+    blackbox step ``lam * dL/dy`` then perturbs each cost by ``lam / B``, so their lambda = 20 carries over.
+    """
+    errors = pred * (1.0 - target) + (1.0 - pred) * target
+    return jnp.sum(jnp.mean(errors, axis=0))
+
+
 def path_metrics(pred: jax.Array, path: jax.Array, costs: jax.Array, opt_cost: jax.Array,
                  rtol: float = 1e-4) -> dict[str, jax.Array]:
     """Batch means of the path metrics.
@@ -47,7 +57,8 @@ def path_metrics(pred: jax.Array, path: jax.Array, costs: jax.Array, opt_cost: j
 
     Returns (scalars): ``exact_match``; ``cost_match`` (valid and cost within ``rtol`` of optimal);
     ``valid_path``; ``regret`` = ``(cost - opt) / opt`` for valid paths, 1.0 (a 100% regret) for an invalid mask;
-    ``hamming`` (mean cell disagreement with the label).
+    ``hamming``: the training loss's ``hamming`` (cells that disagree with the label, summed over the map,
+    averaged over the batch).
     """
     pred = (pred > 0.5).astype(jnp.float32)
     cost = jnp.sum(pred * costs, axis=(1, 2))
@@ -60,11 +71,12 @@ def path_metrics(pred: jax.Array, path: jax.Array, costs: jax.Array, opt_cost: j
         "cost_match": cost_ok.mean(),
         "valid_path": valid.mean(),
         "regret": regret.mean(),
-        "hamming": jnp.mean(jnp.abs(pred - path)),
+        "hamming": hamming(pred, path),
     }
 
 
 __all__ = [
     "connects",
+    "hamming",
     "path_metrics",
 ]

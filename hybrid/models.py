@@ -22,22 +22,13 @@ from flax import nnx
 
 from hybrid import gradients
 from hybrid.backbones import MLP, CostHead, ResNetEncoder
+from hybrid.metrics import hamming
 from hybrid.planners import grid_shortest_path
 
 
 def solve(costs: jax.Array) -> jax.Array:
     """``[B, k, k]`` positive costs -> ``[B, k, k]`` 0/1 optimal path, top-left to bottom-right, 8-neighbour."""
     return grid_shortest_path(costs)[0]
-
-
-def hamming(pred: jax.Array, target: jax.Array) -> jax.Array:
-    """Hamming loss between 0/1 masks ``[B, ...]``: summed over cells, averaged over the batch.
-
-    This is the normalisation of Vlastelica et al.'s code (``errors.mean(dim=0).sum()``); it matters because the
-    blackbox step ``lam * dL/dy`` then perturbs each cost by ``lam / B``, so their lambda = 20 carries over.
-    """
-    errors = pred * (1.0 - target) + (1.0 - pred) * target
-    return jnp.sum(jnp.mean(errors, axis=0))
 
 
 class HybridShortestPath(nnx.Module):
@@ -108,6 +99,5 @@ class NeuralShortestPath(nnx.Module):
 __all__ = [
     "HybridShortestPath",
     "NeuralShortestPath",
-    "hamming",
     "solve",
 ]

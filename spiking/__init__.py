@@ -7,33 +7,14 @@ Pure functions over time-major arrays ``[T, B, ...]`` (``lif``, ``alif``, ``plif
 NIR export/import in ``spiking.nir``.
 """
 
-from spiking.layers import Neuron
-from spiking.layers import SpikingDense
-from spiking.layers import Trace
-from spiking.layers import fold_time
-from spiking.layers import trace
-from spiking.neurons import NEURONS
-from spiking.neurons import RESETS
-from spiking.neurons import alif
-from spiking.neurons import if_neuron
-from spiking.neurons import leaky_integrator
-from spiking.neurons import lif
-from spiking.neurons import plif
-from spiking.surrogates import SURROGATES
+from spiking.distill import Distill, kd_loss
+from spiking.energy import CMOS_45NM, LOIHI, capture_sites
+from spiking.layers import Neuron, SpikingDense, Trace, fold_time, trace
+from spiking.lm import DenseLM, SpikingLM
+from spiking.moe import MoEFeedForward, load_balance_loss, route, router_z_loss
+from spiking.neurons import NEURONS, RESETS, alif, if_neuron, leaky_integrator, lif, plif
+from spiking.surrogates import SURROGATES, spike_fn, surrogate_grad
 from spiking.surrogates import resolve as resolve_surrogate
-from spiking.surrogates import spike_fn
-from spiking.surrogates import surrogate_grad
-from spiking.lm import DenseLM
-from spiking.lm import SpikingLM
-from spiking.moe import MoEFeedForward
-from spiking.moe import load_balance_loss
-from spiking.moe import route
-from spiking.moe import router_z_loss
-from spiking.distill import Distill
-from spiking.distill import kd_loss
-from spiking.energy import CMOS_45NM
-from spiking.energy import LOIHI
-from spiking.energy import capture_sites
 
 __all__ = [
     "NEURONS",

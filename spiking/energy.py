@@ -64,6 +64,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+from spiking.lm import block_linears
 from spiking.sites import (  # noqa: F401 (re-exported)
     ELEMENTWISE,
     MIN_FIELDS,
@@ -138,8 +139,6 @@ def model_formats(model) -> Formats:
     precision = dict(getattr(model, "precision", None) or {})
     quantised = frozenset()
     if precision and hasattr(model, "blocks"):
-        from spiking.prune import block_linears  # the Linears quantize_lm quantises
-
         quantised = frozenset(".".join(str(p) for p in (path[:-1] if path[-1] == "linear" else path))
                               for path in block_linears(model))
     prune = dict(dict(getattr(model, "post_info", None) or {}).get("prune", None) or {})

@@ -73,7 +73,7 @@ def _moe(ffn: str, width: int, hidden: int, moe_kw: dict, rngs) -> MoEFeedForwar
         raise TypeError(f"unknown mixture-of-experts arguments {sorted(unknown)}")
     return MoEFeedForward(width, hidden, **{**MOE_DEFAULTS, **moe_kw}, rngs=rngs) if ffn == "moe" else None
 __all__ = ["ATTENTIONS", "DTYPES", "DenseBlock", "DenseLM", "FFNS", "MOE_DEFAULTS", "PLACEMENTS", "SpikingBlock",
-           "SpikingLM", "TWIN_ACTIVATIONS", "causal_spiking_attention", "token_shift"]
+           "SpikingLM", "TWIN_ACTIVATIONS", "block_linears", "causal_spiking_attention", "token_shift"]
 
 
 def token_shift(x):
@@ -294,3 +294,16 @@ class DenseLM(nnx.Module):
         z = self.ln_f(x)
         trace(self, layernorm=z, head=z)
         return self.head(z)
+
+
+def block_linears(model) -> list[tuple]:
+    """Paths from ``model`` of every ``nnx.Linear`` under ``model.blocks`` whose path names no router: the Linears
+    post-training pruning and quantisation change (never embeddings, head, norms or routers)."""
+    if not hasattr(model, "blocks"):
+        raise ValueError(f"model: {type(model).__name__} has no .blocks; give an LM of spiking.lm")
+    seen, paths = set(), []
+    for path, node in nnx.iter_graph(model.blocks):
+        if isinstance(node, nnx.Linear) and id(node) not in seen and not any("router" in str(p) for p in path):
+            seen.add(id(node))
+            paths.append(("blocks", *path))
+    return paths

@@ -19,16 +19,9 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from experiments.registry import register_transform
+from experiments import at_least, register_transform
 from spiking.prune import METHODS, parse_pattern, prune_lm
 from spiking.quantize import ACTIVATIONS, FORMATS, quantize_lm
-
-
-def _positive(cfg, *names):
-    for name in names:
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: {value!r} is not allowed; use an integer >= 1")
 
 
 @dataclasses.dataclass
@@ -51,7 +44,7 @@ class PruneConfig:
         if nm is not None and abs(self.sparsity - (1 - nm[0] / nm[1])) > 1e-9:
             raise ValueError(f"sparsity: {self.sparsity} is not allowed with pattern {self.pattern!r}; "
                              f"use {1 - nm[0] / nm[1]:g} (= 1 - n/m)")
-        _positive(self, "calib_batches", "calib_batch_size")
+        at_least(self, calib_batches=1, calib_batch_size=1)
 
 
 @dataclasses.dataclass
@@ -68,7 +61,7 @@ class QuantizeConfig:
             raise ValueError(f"weights: {self.weights!r} is not allowed; use one of {list(FORMATS)}")
         if self.activations not in ACTIVATIONS:
             raise ValueError(f"activations: {self.activations!r} is not allowed; use one of {list(ACTIVATIONS)}")
-        _positive(self, "calib_batches", "calib_batch_size")
+        at_least(self, calib_batches=1, calib_batch_size=1)
 
 
 def calibration_inputs(task, key, batches: int, batch_size: int) -> list[jax.Array]:

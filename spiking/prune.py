@@ -40,19 +40,17 @@ from collections.abc import Iterable
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from flax.core import FrozenDict
+
+from spiking.calibration import Tapped, get_path, path_name, with_post_info
+from spiking.lm import block_linears
 
 __all__ = [
     "METHODS",
-    "Tap",
-    "block_linears",
-    "calibration_stats",
     "magnitude",
     "parse_pattern",
     "prune_lm",
     "sparsegpt",
     "wanda",
-    "with_post_info",
 ]
 
 METHODS = ("magnitude", "wanda", "sparsegpt")
@@ -233,123 +231,6 @@ def sparsegpt(W, hessian, sparsity, *, pattern: Pattern = None, block_size: int 
 # ------------------------------------------------------------------------------------------ whole models
 
 
-class _Stat(nnx.Variable):
-    """A calibration statistic accumulated by a ``Tap`` (never a trainable parameter)."""
-
-
-class Tap(nnx.Module):
-    """Stands in for an ``nnx.Linear`` and adds up statistics of its inputs: ``gram = Σ xᵀx [in, in]``,
-    ``absmax = max |x|`` and ``rows`` (the input is flattened to ``[rows, in]``, time steps included)."""
-
-    def __init__(self, linear: nnx.Linear):
-        self.linear = linear
-        self.gram = _Stat(jnp.zeros((linear.in_features, linear.in_features), jnp.float32))
-        self.absmax = _Stat(jnp.zeros((), jnp.float32))
-        self.rows = _Stat(jnp.zeros((), jnp.float32))
-
-    in_features = property(lambda self: self.linear.in_features)
-    out_features = property(lambda self: self.linear.out_features)
-    kernel = property(lambda self: self.linear.kernel)
-    bias = property(lambda self: self.linear.bias)
-
-    def __call__(self, x):
-        flat = x.reshape(-1, x.shape[-1]).astype(jnp.float32)
-        self.gram[...] = self.gram[...] + flat.T @ flat
-        self.absmax[...] = jnp.maximum(self.absmax[...], jnp.max(jnp.abs(flat)))
-        self.rows[...] = self.rows[...] + flat.shape[0]
-        return self.linear(x)
-
-
-def block_linears(model) -> list[tuple]:
-    """Paths from ``model`` of every ``nnx.Linear`` under ``model.blocks`` whose path names no router."""
-    if not hasattr(model, "blocks"):
-        raise ValueError(f"model: {type(model).__name__} has no .blocks; prune_lm needs an LM of spiking.lm")
-    seen, paths = set(), []
-    for path, node in nnx.iter_graph(model.blocks):
-        if isinstance(node, nnx.Linear) and id(node) not in seen and not any("router" in str(p) for p in path):
-            seen.add(id(node))
-            paths.append(("blocks", *path))
-    return paths
-
-
-def _get(obj, path):
-    for p in path:
-        obj = obj[p] if isinstance(p, int) else getattr(obj, p)
-    return obj
-
-
-def _set(obj, path, value):
-    parent = _get(obj, path[:-1])
-    if isinstance(path[-1], int):
-        parent[path[-1]] = value
-    else:
-        setattr(parent, path[-1], value)
-
-
-def _forward(graphdef, state, inputs):
-    module = nnx.merge(graphdef, state)
-    module(inputs)
-    return nnx.state(module, _Stat)
-
-
-_forward_by_graph = jax.jit(_forward, static_argnums=0)
-
-
-def _jitted_forward(graphdef):
-    """The jitted tapped forward pass: shared by every model of one structure when its graph definition is
-    hashable, else compiled for this one (a model may hold a dict among its static attributes)."""
-    try:
-        hash(graphdef)
-    except TypeError:
-        return jax.jit(functools.partial(_forward, graphdef))
-    return functools.partial(_forward_by_graph, graphdef)
-
-
-class _Tapped:
-    """``model`` (changed in place) with a ``Tap`` at each path; ``run(batches)`` returns fresh statistics
-    (the kernels may change between runs; the structure may not)."""
-
-    def __init__(self, model, paths):
-        self.model, self.paths = model, list(paths)
-        self.taps = {p: Tap(_get(model, p)) for p in self.paths}
-        for p, tap in self.taps.items():
-            _set(model, p, tap)
-        self.forward = _jitted_forward(nnx.graphdef(model))
-
-    def run(self, batches) -> dict[tuple, dict[str, jax.Array]]:
-        for tap in self.taps.values():
-            for name in ("gram", "absmax", "rows"):
-                getattr(tap, name)[...] = jnp.zeros_like(getattr(tap, name)[...])
-        for inputs in batches:
-            nnx.update(self.model, self.forward(nnx.state(self.model), jnp.asarray(inputs)))
-        return {p: {"gram": t.gram[...], "absmax": t.absmax[...], "rows": t.rows[...]}
-                for p, t in self.taps.items()}
-
-    def restore(self):
-        for p, tap in self.taps.items():
-            _set(self.model, p, tap.linear)
-
-
-def calibration_stats(model, batches: Iterable, paths=None) -> dict[tuple, dict[str, jax.Array]]:
-    """Input statistics of each Linear at ``paths`` (default ``block_linears``) over ``batches`` (model inputs,
-    e.g. tokens ``[B, L]``): ``{path: {"gram": [in, in], "absmax": [], "rows": []}}``. ``model`` is not changed."""
-    clone = nnx.clone(model)
-    tapped = _Tapped(clone, block_linears(clone) if paths is None else paths)
-    return tapped.run(list(batches))
-
-
-def _name(path) -> str:
-    return ".".join(str(p) for p in path)
-
-
-def with_post_info(model, key: str, info: dict) -> None:
-    """Set ``model.post_info[key] = info`` as nested hashable ``FrozenDict``s (other keys are kept)."""
-    frozen = lambda d: FrozenDict({k: frozen(v) if isinstance(v, dict) else v for k, v in d.items()})
-    old = dict(getattr(model, "post_info", None) or {})
-    old[key] = frozen(info)
-    model.post_info = FrozenDict(old)
-
-
 def prune_lm(model, calib_batches: Iterable, *, method: str, sparsity: float | None,
              pattern: Pattern = None, block_size: int = 128, damp: float = 0.01):
     """A pruned copy of an LM of ``spiking.lm`` (DenseLM, SpikingLM, MoE LMs) and the measured sparsity per layer.
@@ -372,12 +253,12 @@ def prune_lm(model, calib_batches: Iterable, *, method: str, sparsity: float | N
     if not paths:
         raise ValueError(f"model: {type(model).__name__} has no nnx.Linear under .blocks to prune")
     for p in paths:  # validate every layer before any work
-        _check(_get(pruned, p).kernel[...].T, sparsity, pattern)
+        _check(get_path(pruned, p).kernel[...].T, sparsity, pattern)
     pattern = None if pattern is None else tuple(int(v) for v in pattern)
     batches = list(calib_batches) if method != "magnitude" else []
     if method != "magnitude" and not batches:
         raise ValueError(f"calib_batches: none given; {method} needs calibration inputs")
-    tapped = _Tapped(pruned, paths) if method != "magnitude" else None
+    tapped = Tapped(pruned, paths) if method != "magnitude" else None
     by_block: dict[object, list[tuple]] = {}
     for p in paths:
         by_block.setdefault(p[1], []).append(p)
@@ -385,7 +266,7 @@ def prune_lm(model, calib_batches: Iterable, *, method: str, sparsity: float | N
     for group in by_block.values():  # block by block: calibration sees the blocks already pruned
         stats = tapped.run(batches) if tapped is not None else {}
         for p in group:
-            linear = tapped.taps[p].linear if tapped is not None else _get(pruned, p)
+            linear = tapped.taps[p].linear if tapped is not None else get_path(pruned, p)
             W = linear.kernel[...].T
             if method == "magnitude":
                 Wp, _ = magnitude(W, sparsity, pattern=pattern)
@@ -394,14 +275,14 @@ def prune_lm(model, calib_batches: Iterable, *, method: str, sparsity: float | N
             else:
                 Wp, _ = sparsegpt(W, stats[p]["gram"], sparsity, pattern=pattern, block_size=block_size, damp=damp)
             linear.kernel[...] = Wp.T.astype(linear.kernel.dtype)
-            layers[_name(p)] = float(jnp.mean(Wp == 0))
+            layers[path_name(p)] = float(jnp.mean(Wp == 0))
     if tapped is not None:
         tapped.restore()
-    sizes = {_name(p): _get(pruned, p).kernel[...].size for p in paths}
+    sizes = {path_name(p): get_path(pruned, p).kernel[...].size for p in paths}
     total = sum(sizes.values())
     measured = sum(layers[k] * sizes[k] for k in layers) / max(total, 1)
     with_post_info(pruned, "prune", {
-        "method": method, "sparsity": _check(_get(pruned, paths[0]).kernel[...].T, sparsity, pattern)[0],
+        "method": method, "sparsity": _check(get_path(pruned, paths[0]).kernel[...].T, sparsity, pattern)[0],
         "pattern": "" if pattern is None else f"{pattern[0]}:{pattern[1]}", "measured": measured,
         "pruned_params": total, "layers": layers})
     return pruned, layers

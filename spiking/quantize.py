@@ -34,7 +34,8 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.core import FrozenDict
 
-from spiking.prune import _get, _name, _set, block_linears, calibration_stats, with_post_info
+from spiking.calibration import calibration_stats, get_path, path_name, set_path, with_post_info
+from spiking.lm import block_linears
 
 __all__ = [
     "ACTIVATIONS",
@@ -141,16 +142,16 @@ def quantize_lm(model, calib_batches: Iterable = (), *, weights: str = "int8", a
     paths = block_linears(out)
     errors = {}
     for p in paths:
-        linear = _get(out, p)
+        linear = get_path(out, p)
         W = linear.kernel[...].T
         W_hat, _ = quantize_weights(W, weights)
         linear.kernel[...] = W_hat.T.astype(linear.kernel.dtype)
-        errors[_name(p)] = float(jnp.linalg.norm(W - W_hat) / jnp.maximum(jnp.linalg.norm(W), 1e-30))
+        errors[path_name(p)] = float(jnp.linalg.norm(W - W_hat) / jnp.maximum(jnp.linalg.norm(W), 1e-30))
     if activations == "int8":
         stats = calibration_stats(out, batches, paths)
         for p in paths:
             amax = stats[p]["absmax"]
-            _set(out, p, QuantInput(_get(out, p), jnp.where(amax > 0, amax / 127.0, 1.0)))
+            set_path(out, p, QuantInput(get_path(out, p), jnp.where(amax > 0, amax / 127.0, 1.0)))
     out.precision = FrozenDict({"weights": weights, "activations": activations})
     with_post_info(out, "quantize", {"weights": weights, "activations": activations, "layers": errors})
     return out, errors

@@ -33,9 +33,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from experiments.errors import ConfigError
-from experiments.registry import register_hook, register_model, register_task
-from experiments.task import Task
+import experiments
+from experiments import ConfigError, Task, register_hook, register_model, register_task
 from spiking import data as text_data
 from spiking.distill import DIRECTIONS, Distill
 from spiking.layers import TWIN_ACTIVATIONS
@@ -200,7 +199,6 @@ def text_task(cfg: TextConfig, *, key) -> Task:
         spec={"vocab_size": text_data.VOCAB_SIZE, "seq_len": cfg.seq_len,
               "unigram_bits": text_data.unigram_entropy(train)},
         examples_per_epoch=max(1, len(train) // cfg.seq_len),
-        target_metric=("bits_per_char", "min"),
     )
 
 
@@ -275,8 +273,6 @@ class DistillConfig(SpikingLMConfig):
 @register_model("distill", config=DistillConfig, hooks=("distill",),
                 doc="a student LM trained by kd_loss against a finished run's frozen LM (model.teacher)")
 def distill(cfg: DistillConfig, *, task, rngs):
-    import experiments
-
     teacher, _ = experiments.load_run(cfg.teacher, key="model.teacher")
     student = _STUDENTS[cfg.student](cfg.student_config(), task=task, rngs=rngs)
     return Distill(student, experiments.frozen(teacher), alpha=cfg.alpha, temperature=cfg.temperature,

@@ -28,7 +28,7 @@ import optax
 from flax import nnx
 
 import experiments
-from experiments import registry
+from experiments.runner import registry
 
 CONFIG = Path(experiments.__file__).parent / "configs" / "quickstart.toml"
 

@@ -106,14 +106,14 @@ def _search_one(c, h, start, goal, max_expansions, neighbourhood, g_weight):
     g0 = jnp.full((n,), inf).at[s].set(jnp.where(jnp.isfinite(cf[s]), cf[s], inf))
     opn0 = jnp.zeros((n,), bool).at[s].set(jnp.isfinite(cf[s]))
     state = (g0, opn0, jnp.zeros((n,), bool), jnp.full((n,), -1, jnp.int32), jnp.array(0, jnp.int32),
-             jnp.array(False), jnp.array(False))
+             jnp.array(False))
 
     def cond(st):
-        _, opn, _, _, exp, found, _ = st
+        _, opn, _, _, exp, found = st
         return (~found) & jnp.any(opn) & (exp < max_expansions)
 
     def body(st):
-        g, opn, closed, parent, exp, _, _ = st
+        g, opn, closed, parent, exp, _ = st
         f = jnp.where(opn, g_weight * g + hf, inf)
         best = jnp.min(f)
         sel = jnp.argmin(jnp.where(opn & (f == best), hf, inf))
@@ -131,9 +131,9 @@ def _search_one(c, h, start, goal, max_expansions, neighbourhood, g_weight):
         parent = parent.at[nb].set(sel.astype(jnp.int32), mode="drop")
         opn = opn.at[nb].set(True, mode="drop")
         closed = closed.at[nb].set(False, mode="drop")
-        return g, opn, closed, parent, exp + 1, found, found
+        return g, opn, closed, parent, exp + 1, found
 
-    g, _, closed, parent, exp, found, _ = jax.lax.while_loop(cond, body, state)
+    g, _, closed, parent, exp, found = jax.lax.while_loop(cond, body, state)
 
     def walk(st):
         path, cur, it = st

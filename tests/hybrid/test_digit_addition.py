@@ -9,9 +9,8 @@ import optax
 import pytest
 from flax import nnx
 
-from experiments import registry
-from experiments.config import build_dataclass
 from experiments.errors import ConfigError
+from experiments.runner import build_dataclass, registry
 from hybrid.tasks import digit_addition as DA
 
 

@@ -7,9 +7,8 @@ import optax
 import pytest
 from flax import nnx
 
-from experiments import registry
-from experiments.config import build_dataclass
-from experiments.errors import ConfigError
+from experiments import ConfigError
+from experiments.runner import build_dataclass, registry
 from hybrid.models import HybridShortestPath
 
 
@@ -60,15 +59,32 @@ def test_hybrid_blackbox_learns_tiny_terrain_to_a_clear_margin(task):
 
 
 @pytest.mark.parametrize("estimator", ["identity", "perturbed"])
-def test_other_estimators_give_finite_nonzero_gradients(task, estimator):
+def test_other_estimators_give_a_descent_direction(task, estimator):
+    """Steps along the estimated gradient lower the batch's loss and steps against it raise it: an estimator with
+    its sign flipped, or one that returns noise, fails (measured: identity 8.0 -> 6.3 / 8.8, perturbed
+    0.073 -> 0.055 / 0.101)."""
     entry, cfg = build("model", "hybrid_sp", estimator=estimator, n_samples=4, width=8, blocks=0)
     model = entry.factory(cfg, task=task, rngs=nnx.Rngs(0))
-    batch = jax.tree.map(lambda x: jnp.asarray(x[:4]), task.train_data)
+    batch = jax.tree.map(lambda x: jnp.asarray(x[:16]), task.train_data)
     g, p, r = nnx.split(model, nnx.Param, ...)
-    loss, grads = jax.jit(jax.value_and_grad(
-        lambda q: task.loss(nnx.merge(g, q, r), batch, jax.random.key(0), True)[0]))(p)
-    norms = [float(jnp.linalg.norm(x)) for x in jax.tree.leaves(grads)]
-    assert np.isfinite(float(loss)) and all(np.isfinite(norms)) and max(norms) > 0
+    loss = jax.jit(lambda q, k: task.loss(nnx.merge(g, q, r), batch, k, True)[0])
+    grad = jax.jit(jax.grad(lambda q, k: task.loss(nnx.merge(g, q, r), batch, k, True)[0]))
+
+    def mean_loss(q):
+        return float(np.mean([loss(q, jax.random.key(100 + j)) for j in range(4)]))
+
+    def after_steps(sign, steps=15):
+        tx = optax.adam(3e-3)
+        q, opt = p, tx.init(p)
+        for i in range(steps):
+            grads = grad(q, jax.random.key(i))
+            assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(grads))
+            u, opt = tx.update(jax.tree.map(lambda x: sign * x, grads), opt, q)
+            q = optax.apply_updates(q, u)
+        return mean_loss(q)
+
+    start, down, up = mean_loss(p), after_steps(+1), after_steps(-1)
+    assert down < 0.9 * start and up > down, (start, down, up)
 
 
 def test_neural_baseline_fits_mask_and_is_larger(task):

@@ -3,8 +3,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "experiments" / "configs" / "quickstart.toml"
 TINY = ["train.steps=40", "train.eval_every=20", "train.log_every=10", "train.steps_per_call=10"]

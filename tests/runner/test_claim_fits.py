@@ -1,4 +1,4 @@
-"""Claim conditions on fitted quantities (experiments.claim_fits): α, compute multipliers, α's change, bad files.
+"""Claim conditions on fitted quantities (experiments.claims.fits): α, compute multipliers, α's change, bad files.
 
 No training: the runs are dicts shaped like ``report.load_runs``'s, with losses drawn from known laws."""
 
@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from experiments import ConfigError, claim_fits
-from experiments.claims import judge, load_claim
-from experiments.claims_report import _describe
-from experiments.scaling import PowerLaw
+from experiments import ConfigError
+from experiments.analysis import PowerLaw
+from experiments.claims import describe_condition, judge, load_claim
+from experiments.claims import fits as claim_fits
 
 DENSE = PowerLaw(E=1.5, log_A=math.log(30.0), alpha=0.3)
 COMPUTE = np.logspace(9, 13, 5)
@@ -45,7 +45,7 @@ def test_alpha_ci_holds_the_true_exponent_and_decides_by_the_threshold():
     assert r["state"] == "holds"
     assert judge(dict(ALPHA, threshold=lo - 0.01), runs)["state"] == "holds"
     assert judge(dict(ALPHA, threshold=hi + 0.01), runs)["state"] == "fails"
-    assert _describe(ALPHA) == "fitted α of bits_per_char against train_flops for dense >= 0.05"
+    assert describe_condition(ALPHA) == "fitted α of bits_per_char against train_flops for dense >= 0.05"
     few = judge(ALPHA, _runs("dense", DENSE, compute=COMPUTE[:2]))
     assert few["state"] == "undecided" and ">= 3 sizes" in few["note"] and math.isnan(few["estimate"])
     assert judge(ALPHA, [])["state"] == "missing"
@@ -63,7 +63,7 @@ def test_a_lever_reaching_dense_loss_at_a_quarter_of_the_compute_is_worth_four()
     r = judge(_multiplier(), runs)
     assert r["estimate"] == pytest.approx(4.0, rel=0.1) and r["state"] == "holds", r
     assert r["ci"][0] <= r["estimate"] <= r["ci"][1] and len(r["multipliers"]) == 5
-    assert _describe(_multiplier()) == ("compute multiplier of moe against the dense fit (bits_per_char, "
+    assert describe_condition(_multiplier()) == ("compute multiplier of moe against the dense fit (bits_per_char, "
                                         "train_flops) >= 2.0")
 
 
@@ -106,7 +106,7 @@ def test_ratio_trend_is_the_slope_of_the_ratio_per_decade_of_compute():
     flat = _runs("dense", DENSE, seeds=8, noise=3e-3) + [dict(r, variant="spiking", dir=r["dir"] + "s")
                                                 for r in _runs("dense", DENSE, seeds=8, noise=3e-3, rng_seed=5)]
     assert judge(_trend(), flat)["state"] == "undecided"
-    assert _describe(_trend()) == ("change of spiking's bits_per_char over dense's per tenfold train_flops of dense "
+    assert describe_condition(_trend()) == ("change of spiking's bits_per_char over dense's per tenfold train_flops of dense "
                                    "<= 0.0")
     few = judge(_trend(), runs[:16] + [r for r in runs if r["variant"] == "spiking"])
     assert few["state"] == "undecided" and ">= 3 sizes both sides ran" in few["note"]

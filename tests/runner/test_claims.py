@@ -7,8 +7,7 @@ import nbformat
 import pytest
 
 from experiments import ConfigError
-from experiments.claims import all_claims, judge, load_claim, plan, verdict
-from experiments.claims_report import _with_post_rows, publish
+from experiments.claims import all_claims, case_level, judge, load_claim, plan, publish, verdict, with_post_rows
 
 from .helpers import REPO, cli
 
@@ -83,6 +82,7 @@ def test_verdict_follows_the_rule_on_the_ci():
     assert verdict(C, _runs([5, 5.1, 4.9, 5], [10, 10.2, 9.8, 10]))[0] == "supported"
     assert verdict(C, _runs([10, 10.1, 9.9, 10], [10, 10.2, 9.8, 10]))[0] == "not supported"
     assert verdict(C, _runs([2, 18, 5, 15], [10, 10.2, 9.8, 10]))[0] == "inconclusive"
+    assert case_level(C) == pytest.approx(0.975)  # two cases share the 5% (Bonferroni)
 
 
 def test_bad_claim_files_and_sizes(tmp_path):
@@ -113,8 +113,8 @@ def test_table_rows_for_post_stages_named_by_conditions_or_post_rows():
         post_rows = []
 
     groups = {"a": [run(0), run(1)]}
-    rows = _with_post_rows(groups, C)
+    rows = with_post_rows(groups, C)
     assert list(rows) == ["a", "a + prune(sparsity=0.9)"]  # only the stage a condition names
     assert [r["values"] for r in rows["a + prune(sparsity=0.9)"]] == [{"m": 0.9}, {"m": 1.9}]  # the stage's own
     C.post_rows = ["prune("]
-    assert list(_with_post_rows(groups, C)) == ["a", "a + prune(sparsity=0.5)", "a + prune(sparsity=0.9)"]
+    assert list(with_post_rows(groups, C)) == ["a", "a + prune(sparsity=0.5)", "a + prune(sparsity=0.9)"]

@@ -1,10 +1,10 @@
 """Claims that share an experiment share its runs; a side can read a post-training stage; a skipped size says why."""
 
+import math
 from pathlib import Path
 
 from experiments import claims
-from experiments.claims import Claim, judge, runs_folder
-from experiments.claims_report import _describe, skipped_section
+from experiments.claims import Claim, describe_condition, judge, runs_folder, skipped_section
 
 
 def _claim(sizes, experiment="lm_front.toml"):
@@ -31,11 +31,13 @@ def test_a_side_reads_the_post_stage_of_each_run():
             for s in range(3)]
     cond = {"a": {"variant": "dense", "post": "prune(sparsity=0.5)"}, "b": {"variant": "dense"}, "metric": "bits",
             "compare": "ratio", "op": "<=", "threshold": 1.10}
-    out = judge(cond, runs)
-    assert out["state"] == "holds" and out["n"] == (3, 3) and abs(out["estimate"] - 2.11 / 2.01) < 1e-9
+    out = judge(cond, runs)  # a stage is paired with its own run: the geometric mean of the per-seed ratios
+    ratios = [(2.1 + 0.01 * s) / (2.0 + 0.01 * s) for s in range(3)]
+    assert out["state"] == "holds" and out["n"] == (3, 3) and out["paired"]
+    assert abs(out["estimate"] - math.exp(sum(map(math.log, ratios)) / 3)) < 1e-12
     assert judge({**cond, "a": {"variant": "dense", "post": "prune(sparsity=0.9)"}}, runs)["state"] == "fails"
     assert judge({**cond, "a": {"variant": "dense", "post": "quantize"}}, runs)["state"] == "missing"
-    assert "dense + prune(sparsity=0.5) / of dense" in _describe(cond)
+    assert "dense + prune(sparsity=0.5) / of dense" in describe_condition(cond)
 
 
 def test_a_skipped_size_plans_nothing_and_says_why():
@@ -48,9 +50,9 @@ def test_a_skipped_size_plans_nothing_and_says_why():
 def test_a_run_names_an_earlier_run_of_its_sweep(tmp_path):
     import json
 
-    from experiments.config import from_dict
-    from experiments.report import _own_seed_named
-    from experiments.sweep import in_folder
+    from experiments.analysis import own_seed_named
+    from experiments.runner import from_dict
+    from experiments.sweeps import in_folder
 
     cfg = from_dict({"seed": 2, "data": {"name": "digits"}, "model": {"name": "mlp"},
                      "train": {"target_metric": "{sweep}/teacher__seed={seed}"}})
@@ -58,7 +60,7 @@ def test_a_run_names_an_earlier_run_of_its_sweep(tmp_path):
     assert filled.train.target_metric == f"{tmp_path.resolve()}/teacher__seed=2" and filled.seed == 2
     plain = from_dict({"data": {"name": "digits"}, "model": {"name": "mlp"}})
     assert in_folder(plain, tmp_path) is plain
-    flats = [_own_seed_named(json.loads(json.dumps({**filled.raw, "seed": s,
+    flats = [own_seed_named(json.loads(json.dumps({**filled.raw, "seed": s,
                                                     "train": {"target_metric": f"/x/teacher__seed={s}"}})))
              for s in (2, 12)]
     assert flats[0]["train.target_metric"] == flats[1]["train.target_metric"] == "/x/teacher__seed={seed}"

@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 
 from experiments import ConfigError, load_config
-from experiments.config import apply_overrides, build_dataclass, parse_value
-from experiments.sweep import expand
+from experiments.runner import apply_overrides, build_dataclass, parse_value
+from experiments.sweeps import expand
 
 from .helpers import QUICKSTART
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, given, settings
 
-from experiments import ConfigError, registry
+from experiments import ConfigError
 from experiments.__main__ import main
-from experiments.config import TOP_KEYS, OptimizerConfig, TrainConfig, apply_overrides, read_file, validate
+from experiments.runner import TOP_KEYS, OptimizerConfig, TrainConfig, apply_overrides, read_file, registry, validate
 
 from .helpers import QUICKSTART, REPO
 

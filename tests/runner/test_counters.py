@@ -7,11 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from experiments import stats
-from experiments.build import evaluate
-from experiments.config import load_config
-from experiments.report import compare
-from experiments.task import Task
+from experiments.analysis import stats
+from experiments.reports import compare
+from experiments.runner import Task, evaluate, load_config
 
 from .helpers import QUICKSTART
 

@@ -27,7 +27,7 @@ def config(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sequential(config, tmp_path_factory):
     """The reference: the same sweep, one run after another in one process (``--jobs 1``)."""
-    from experiments.sweep import run_sweep
+    from experiments.sweeps import run_sweep
 
     out = tmp_path_factory.mktemp("sequential")
     run_sweep(config, out, SMALL, quiet=True)
@@ -49,21 +49,20 @@ def _assert_same_runs(ours: Path, ref: Path, names=NAMES):
 def test_jobs_run_in_parallel_processes_go_on_past_a_failure_and_a_rerun_skips_finished_runs(
         config, sequential, tmp_path):
     out = tmp_path / "runs"
-    bad = ['sweep.grid."optimizer.learning_rate"=[0.001, inf]', "sweep.seeds=[1]"]  # inf diverges at once
+    bad = ['sweep.grid."optimizer.learning_rate"=[0.001, 1e38]', "sweep.seeds=[1]"]  # 1e38 diverges at once
     first = cli("sweep", config, *SMALL, *bad, "--jobs", "2", "--workdir", out)
     assert first.returncode == 1, first.stderr
     lines = first.stdout.splitlines()
     assert any("] optimizer.learning_rate=0.001__seed=1: done in" in line for line in lines), first.stdout
-    failed = [line for line in lines if "optimizer.learning_rate=inf__seed=1: FAILED" in line]
+    failed = [line for line in lines if "optimizer.learning_rate=1e+38__seed=1: FAILED" in line]
     assert len(failed) == 1 and "diverged: loss is nan" in failed[0], first.stdout
     assert lines[-1].startswith("[1/2 done, 0 running, 1 failed] ")
     last = first.stderr.strip().splitlines()[-1]
-    assert last.startswith("sweep failed: 1 of 2 runs failed: optimizer.learning_rate=inf__seed=1;"), first.stderr
-    assert (out / "logs" / "optimizer.learning_rate=inf__seed=1.log").exists()
+    assert last.startswith("sweep failed: 1 of 2 runs failed: optimizer.learning_rate=1e+38__seed=1;"), first.stderr
+    assert (out / "logs" / "optimizer.learning_rate=1e+38__seed=1.log").exists()
     stamp = (out / NAMES[1] / "summary.json").stat().st_mtime_ns
 
-    from experiments.launchers import LocalPool
-    from experiments.sweep import run_sweep
+    from experiments.sweeps import LocalPool, run_sweep
 
     said = []  # the planned sweep again: seed 1 is finished, seed 0 still to do
     run_sweep(config, out, SMALL, launcher=LocalPool(2), log=said.append)
@@ -74,16 +73,16 @@ def test_jobs_run_in_parallel_processes_go_on_past_a_failure_and_a_rerun_skips_f
 
 
 @pytest.mark.slow
-def test_ray_tasks_on_a_local_cluster_give_the_sequential_run_folders(config, sequential, tmp_path):
+def test_ray_tasks_on_a_local_cluster_give_the_sequential_run_folders(config, sequential, tmp_path, capsys):
     ray = pytest.importorskip("ray")
-    from experiments.launchers import make_launcher
-    from experiments.sweep import run_sweep
+    from experiments.sweeps import make_launcher, run_sweep
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # a new cluster
-    try:
-        run_sweep(config, tmp_path, SMALL + ["sweep.seeds=[1]"], launcher=make_launcher("ray", cpus=1))
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # a new cluster, no GPU
+    try:  # no --gpus-per-run / --cpus-per-run: on a cluster without GPUs a run asks for one CPU, and says so
+        run_sweep(config, tmp_path, SMALL + ["sweep.seeds=[1]"], launcher=make_launcher("ray"))
     finally:
         ray.shutdown()
+    assert capsys.readouterr().out.startswith("ray: the cluster has no GPU, so each run asks for 1 CPU")
     _assert_same_runs(tmp_path, sequential, NAMES[1:])  # one task: a Ray worker costs a process start
 
 
@@ -91,8 +90,7 @@ def test_ray_tasks_on_a_local_cluster_give_the_sequential_run_folders(config, se
 def test_a_submitit_job_array_on_the_local_executor_gives_the_sequential_run_folders(
         config, sequential, tmp_path, monkeypatch):
     pytest.importorskip("submitit")
-    from experiments.launchers import make_launcher
-    from experiments.sweep import run_sweep
+    from experiments.sweeps import make_launcher, run_sweep
 
     monkeypatch.setenv("BEYONDSCALE_SUBMITIT_CLUSTER", "local")
     run_sweep(config, tmp_path, SMALL + ["sweep.seeds=[0]"], launcher=make_launcher("slurm", cpus=1, time_min=10))
@@ -140,7 +138,7 @@ def test_slurm_without_sbatch_says_where_to_submit(config, capsys, monkeypatch):
 
 
 def test_each_local_job_gets_its_own_share_of_the_devices(monkeypatch):
-    from experiments.launchers import slot_envs
+    from experiments.sweeps import slot_envs
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3,5,7")
     monkeypatch.delenv("JAX_PLATFORMS", raising=False)

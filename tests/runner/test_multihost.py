@@ -114,8 +114,8 @@ def test_a_process_that_cannot_reach_the_coordinator_fails_with_one_line(tmp_pat
     ({"JAX_COORDINATOR_ADDRESS": "127.0.0.1:1", "JAX_NUM_PROCESSES": "two"}, "JAX_NUM_PROCESSES: 'two'"),
 ])
 def test_malformed_distributed_variables_are_one_line_errors(monkeypatch, env, words):
-    from experiments.distributed import setup_distributed
     from experiments.errors import ConfigError
+    from experiments.runner import setup_distributed
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)

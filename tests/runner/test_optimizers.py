@@ -9,9 +9,8 @@ import optax
 import pytest
 
 import experiments
-from experiments import load_config, registry
-from experiments.metrics import optimizer_counters
-from experiments.train import build_optimizer, make_schedule
+from experiments import load_config
+from experiments.runner import make_optimizer, make_schedule, optimizer_counters, registry
 
 from .helpers import QUICKSTART, TINY
 
@@ -31,11 +30,11 @@ def test_clipping_and_weight_decay_act_on_the_update():
     params = {"w": jnp.ones(4)}
     grads = {"w": jnp.full(4, 100.0)}
     sgd = load_config(QUICKSTART, ["optimizer.name=sgd", "optimizer.learning_rate=1", "optimizer.clip_norm=1"])
-    tx = build_optimizer(sgd)
+    tx = make_optimizer(sgd)
     upd, _ = tx.update(grads, tx.init(params), params)
     assert float(jnp.linalg.norm(upd["w"])) == pytest.approx(1.0, rel=1e-5)
     wd = load_config(QUICKSTART, ["optimizer.name=adamw", "optimizer.weight_decay=0.5", "optimizer.learning_rate=1"])
-    tx = build_optimizer(wd)
+    tx = make_optimizer(wd)
     zero = {"w": jnp.zeros(4)}
     upd, _ = tx.update(zero, tx.init(params), params)
     np.testing.assert_allclose(upd["w"], -0.5 * np.ones(4), rtol=1e-6)  # decoupled decay: -lr * wd * w

@@ -11,7 +11,7 @@ import experiments
 import tests.runner.toy_plugin  # noqa: F401  (registers toy_prune and toy_residual)
 from experiments import ConfigError, load_config
 from experiments.__main__ import main
-from experiments.build import evaluate, split
+from experiments.runner import build, evaluate, make_optimizer, split
 
 from .helpers import QUICKSTART, REPO, TINY, cli, events
 
@@ -66,7 +66,7 @@ def test_evaluate_cli_runs_stages_and_bad_input_is_one_line(pruned_run, tmp_path
 def test_load_run_gives_the_trained_model(pruned_run):
     workdir, result = pruned_run
     model, config = experiments.load_run(workdir)
-    built = experiments.build.build(config, lambda m: experiments.train.build_optimizer(config, model=m))
+    built = build(config, lambda m: make_optimizer(config, model=m))
     metrics = evaluate(model, built.task, config, built.eval_batches, built.eval_key, step=0)
     assert metrics["accuracy"] == result.summary["final"]["accuracy"]
     with pytest.raises(ConfigError, match="model.teacher"):

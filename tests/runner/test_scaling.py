@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from experiments.scaling import PowerLaw, bootstrap_fit, compute_multiplier, fit_power_law, local_exponents
+from experiments.analysis import PowerLaw, bootstrap_fit, compute_multiplier, fit_power_law, local_exponents
 
 TRUE = PowerLaw(E=1.6, log_A=math.log(40.0), alpha=0.15)
 SIZES = np.logspace(9, 13, 6)
@@ -91,15 +91,15 @@ def test_compare_fits_each_group_and_states_the_multiplier(tmp_path):
 
 
 def test_log_axis_minor_labels_only_at_two_and_five():
-    from experiments.scaling_report import _two_and_five
+    from experiments.reports import two_and_five
 
-    assert [_two_and_five(x) for x in (2e12, 3e12, 5e12, 7e12, 2e-3)] == ["2e12", "", "5e12", "", "2e-3"]
+    assert [two_and_five(x) for x in (2e12, 3e12, 5e12, 7e12, 2e-3)] == ["2e12", "", "5e12", "", "2e-3"]
 
 
 def test_the_pure_power_law_exponent_is_the_log_log_slope_with_its_ci():
     """With no floor (E = 0) the exponent is the log-log slope: exact on exact points, close on noisy ones (with a CI),
     and below the floored fit's α when a floor bends the curve (the form Kaplan et al. 2020 quote)."""
-    from experiments.scaling import loglog_slope
+    from experiments.analysis import loglog_slope
 
     pure = PowerLaw(E=0.0, log_A=math.log(40.0), alpha=0.07)
     assert loglog_slope(SIZES, pure(SIZES)) == pytest.approx(0.07, rel=1e-9)

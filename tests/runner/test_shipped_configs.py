@@ -5,9 +5,9 @@ from pathlib import Path
 import jax
 import pytest
 
-from experiments import claims, sweep
+from experiments import claims, sweeps
 from experiments.errors import ConfigError
-from experiments.config import read_file
+from experiments.runner import read_file
 
 CONFIGS = sorted((Path(__file__).parents[2] / "experiments" / "configs").glob("*.toml"))
 
@@ -20,7 +20,7 @@ def _needs_gpu(err: ConfigError) -> bool:
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_config_validates(path):
     try:
-        runs = sweep.plan(path)
+        runs = sweeps.plan(path)
     except ConfigError as err:
         if _needs_gpu(err):
             pytest.skip(str(err))

@@ -1,22 +1,23 @@
 """Sweeps (restartable, one folder a run), compare reports (mean ± CI per group, plots), the CLI's list."""
 
+import json
 import math
 
 import numpy as np
 
-from experiments import stats
-
 from experiments.__main__ import main
+from experiments.analysis import stats
+from experiments.runner import apply_overrides, read_file
 
 from .helpers import QUICKSTART, cli
 
 
 def _sweep_config(tmp_path):
-    text = QUICKSTART.read_text().replace("steps = 600", "steps = 20").replace("steps_per_call = 50",
-                                                                               "steps_per_call = 10")
-    text += '\n[sweep]\nseeds = [0, 1]\nscatter = [["param_count", "accuracy"]]\n[sweep.grid]\n"model.hidden" = [[8], [32]]\n'
-    path = tmp_path / "sweep.toml"
-    path.write_text(text.replace("eval_every = 200", "eval_every = 10").replace("log_every = 50", "log_every = 10"))
+    raw = apply_overrides(read_file(QUICKSTART), [
+        "train.steps=20", "train.steps_per_call=10", "train.eval_every=10", "train.log_every=10",
+        "sweep.seeds=[0, 1]", 'sweep.scatter=[["param_count", "accuracy"]]', 'sweep.grid."model.hidden"=[[8], [32]]'])
+    path = tmp_path / "sweep.json"  # a config file may be JSON as well as TOML
+    path.write_text(json.dumps(raw))
     return path
 
 
@@ -61,31 +62,13 @@ def test_list_names_models_tasks_optimizers(capsys):
     assert {"model:mlp", "model:cnn", "task:digits", "optimizer:adam", "optimizer:sgd"} <= kinds
 
 
-def test_bootstrap_ci_covers_the_mean_and_shrinks_with_n():
-    rng = np.random.default_rng(0)
-    small = stats.bootstrap_ci(rng.normal(1.0, 1.0, 10))
-    large = stats.bootstrap_ci(rng.normal(1.0, 1.0, 1000))
-    assert small[1] < 1.0 < small[2] and large[1] < 1.0 < large[2]
-    assert (large[2] - large[1]) < (small[2] - small[1]) / 5
-    assert stats.bootstrap_ci([3.0]) == (3.0, 3.0, 3.0)
-
-
-def test_time_to_target_censoring_and_ratio():
-    assert stats.time_to_target([0, 10, 20], [0.1, 0.5, 0.9], 0.5) == 10
-    assert stats.time_to_target([0, 10], [1.0, 0.4], 0.3, mode="min") == math.inf
-    fast, slow = [10.0, 12.0, 11.0, 9.0], [20.0, 22.0, 24.0, math.inf]
-    ratio, lo, hi = stats.ratio_ci(fast, slow)
-    assert ratio == np.median(fast) / np.median(slow) and lo <= ratio <= hi < 1
-    assert stats.ratio_ci([math.inf] * 3, fast)[0] == math.inf  # all censored: never
-
-
 def test_baseline_ratio_is_taken_at_the_same_grid_point():
-    from experiments.report import _matching_baseline
+    from experiments.reports import matching_baseline
 
     def group(opt, kind):
         return [{"flat": {"optimizer.name": opt, "data.kind": kind, "seed": 0}}]
 
     groups = {f"{o}, {k}": group(o, k) for o in ("adam", "argmin") for k in ("double_well", "rastrigin")}
     bases = ["argmin, double_well", "argmin, rastrigin"]
-    assert _matching_baseline("adam, rastrigin", groups, bases) == "argmin, rastrigin"
-    assert _matching_baseline("adam, double_well", groups, bases) == "argmin, double_well"
+    assert matching_baseline("adam, rastrigin", groups, bases) == "argmin, rastrigin"
+    assert matching_baseline("adam, double_well", groups, bases) == "argmin, double_well"

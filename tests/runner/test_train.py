@@ -115,7 +115,7 @@ def test_models_with_batch_statistics_train_and_keep_their_running_averages(tmp_
 
     from flax import nnx
 
-    from experiments import registry
+    from experiments.runner import registry
 
     class BatchNormMLP(nnx.Module):
         def __init__(self, rngs):
@@ -134,13 +134,13 @@ def test_models_with_batch_statistics_train_and_keep_their_running_averages(tmp_
 
 
 def test_progress_bar_only_in_a_terminal_or_notebook_and_not_when_quiet(monkeypatch):
-    from experiments.train import _progress
+    from experiments.runner import progress_bar
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
     monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
-    assert _progress(10, 0, quiet=False) is None  # piped output: no bar
+    assert progress_bar(10, 0, quiet=False) is None  # piped output: no bar
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    bar = _progress(10, 3, quiet=False)
+    bar = progress_bar(10, 3, quiet=False)
     assert bar is not None and bar.total == 10 and bar.n == 3
     bar.close()
-    assert _progress(10, 0, quiet=True) is None  # --quiet wins
+    assert progress_bar(10, 0, quiet=True) is None  # --quiet wins

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 import experiments
-from experiments.builtin import MLP
+from hybrid.backbones import MLP
 
 
 @dataclasses.dataclass

@@ -10,7 +10,8 @@ import pytest
 from flax import nnx
 
 from spiking import prune
-from spiking.lm import DenseLM, SpikingLM
+from spiking.calibration import calibration_stats, get_path
+from spiking.lm import DenseLM, SpikingLM, block_linears
 
 OUT, IN = 16, 80  # 80 inputs: 50–90% of a row and 2:4 / 1:4 groups are whole numbers of weights
 
@@ -204,22 +205,22 @@ def test_prune_lm_calibrates_each_block_on_the_already_pruned_ones():
     model = _models()["dense"]
     batches = _batches()
     pruned, _ = prune.prune_lm(model, batches, method="wanda", sparsity=0.5)
-    block1 = [p for p in prune.block_linears(model) if p[1] == 1]
+    block1 = [p for p in block_linears(model) if p[1] == 1]
     norms = lambda stats, p: jnp.sqrt(jnp.diag(stats[p]["gram"]))
     half = nnx.clone(model)  # block 0 pruned as prune_lm pruned it, block 1 still dense
     half.blocks[0] = nnx.clone(pruned.blocks[0])
-    seq, orig = prune.calibration_stats(half, batches, block1), prune.calibration_stats(model, batches, block1)
+    seq, orig = calibration_stats(half, batches, block1), calibration_stats(model, batches, block1)
     differs = False
     for p in block1:
-        W = prune._get(model, p).kernel[...].T
-        got = prune._get(pruned, p).kernel[...].T != 0
+        W = get_path(model, p).kernel[...].T
+        got = get_path(pruned, p).kernel[...].T != 0
         np.testing.assert_array_equal(got, prune.wanda(W, norms(seq, p), 0.5)[1])
         differs |= bool((got != prune.wanda(W, norms(orig, p), 0.5)[1]).any())
     assert differs  # calibrating block 1 on the unpruned block 0 would have chosen other weights
 
 
 def test_prune_transform_is_registered_and_checks_its_config():
-    from experiments.registry import get
+    from experiments.runner import get
     from spiking.post import PruneConfig
 
     entry = get("transform", "prune")

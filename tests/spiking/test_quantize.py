@@ -131,7 +131,7 @@ def test_int8_inputs_pass_spikes_unchanged():
 
 
 def test_quantize_transform_is_registered_and_checks_its_config():
-    from experiments.registry import get
+    from experiments.runner import get
     from spiking.post import QuantizeConfig
 
     entry = get("transform", "quantize")

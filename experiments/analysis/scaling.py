@@ -17,6 +17,9 @@ import itertools
 import math
 
 import numpy as np
+from scipy.optimize import minimize
+
+from experiments.analysis.stats import percentile_interval
 
 HUBER_DELTA = 1e-3
 
@@ -65,8 +68,6 @@ def _objective(theta, x, log_loss):
 def fit_power_law(compute, loss, *, start: PowerLaw | None = None) -> PowerLaw:
     """The L(C) = E + A·C^(−α) fit of points ``compute [N]``, ``loss [N]`` (N ≥ 3, all > 0): the best of L-BFGS
     runs from a grid of starting points, or from ``start`` alone (a bootstrap replicate starts at the full fit)."""
-    from scipy.optimize import minimize
-
     c, y = np.asarray(compute, dtype=float), np.asarray(loss, dtype=float)
     if c.shape != y.shape or c.ndim != 1 or len(c) < 3 or np.any(c <= 0) or np.any(y <= 0):
         raise ValueError(f"compute, loss: {len(c)} points is not allowed; give >= 3 matching positive values")
@@ -89,13 +90,6 @@ def fit_power_law(compute, loss, *, start: PowerLaw | None = None) -> PowerLaw:
     return PowerLaw(E=float(math.exp(e)), log_A=float(a + alpha * log_c0), alpha=float(alpha))
 
 
-def _ci(values) -> tuple[float, float]:
-    v = np.asarray([x for x in values if np.isfinite(x)])
-    if v.size == 0:
-        return math.nan, math.nan
-    return float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))
-
-
 @dataclasses.dataclass
 class BootstrapFit:
     """The fit on all points and ``n_boot`` refits on seeds resampled within each size; ``ci`` gives 95%
@@ -109,8 +103,8 @@ class BootstrapFit:
 
     def ci(self, name: str) -> tuple[float, float]:
         if name == "slope":
-            return _ci(self.slopes)
-        return _ci([getattr(f, name) for f in self.fits])
+            return percentile_interval(self.slopes)
+        return percentile_interval([getattr(f, name) for f in self.fits])
 
 
 def bootstrap_fit(points, n_boot: int = 200, seed: int = 0) -> BootstrapFit:
@@ -147,7 +141,8 @@ def compute_multiplier(dense: BootstrapFit | PowerLaw, compute: float, loss: flo
     out["dense_compute"] = fit.compute_for(loss)
     out["multiplier"] = out["dense_compute"] / compute
     if isinstance(dense, BootstrapFit):
-        out["ci"] = _ci([f.compute_for(loss) / compute for f in dense.fits])
+        refits = [f.compute_for(loss) / compute for f in dense.fits]
+        out["ci"] = percentile_interval([r for r in refits if math.isfinite(r)])
     return out
 
 

@@ -38,8 +38,9 @@ import math
 
 import numpy as np
 
-from experiments import scaling
-from experiments.scaling_report import _points, families
+from experiments.analysis import scaling
+from experiments.analysis.folders import families, points
+from experiments.analysis.stats import percentile_interval
 
 FITS = ("alpha", "E", "multiplier", "alpha_change", "ratio_trend")
 PAIRED = ("multiplier", "ratio_trend")  # fits of side a against side b
@@ -103,7 +104,7 @@ def _side_points(runs: list[dict], compute: str, metric: str) -> list[tuple]:
     fams, _ = families(runs)
     by_size = {(size if len(fams) == 1 else f"{fam}, {size}"): rs for fam, sizes in fams.items()
                for size, rs in sizes.items()}
-    return _points(by_size, compute, metric)
+    return points(by_size, compute, metric)
 
 
 def _undecided(note: str, state: str = "undecided") -> dict:
@@ -153,15 +154,6 @@ def _geomean(fit: scaling.PowerLaw, means: dict) -> float:
     return math.inf if math.inf in ratios else math.exp(float(np.mean(np.log(ratios))))
 
 
-def _interval(values) -> tuple[float, float]:
-    """2.5/97.5 percentiles; unbounded refits (inf) stay in, so the bounds are order statistics, not interpolated."""
-    v = np.asarray(values, dtype=float)
-    v = v[~np.isnan(v)]
-    if v.size == 0 or np.isfinite(v).all():
-        return scaling._ci(v)
-    return float(np.percentile(v, 2.5, method="lower")), float(np.percentile(v, 97.5, method="higher"))
-
-
 def _multiplier(a, b) -> dict:
     why = _unfittable(b)
     if why:
@@ -175,7 +167,7 @@ def _multiplier(a, b) -> dict:
                                f"fit's floor E = {boot.fit.E:.4g}: no baseline compute reaches it (no extrapolation)")
         return {**out, "multipliers": per_size}
     refits = [_geomean(f, means) for f in boot.fits]
-    out = {"estimate": _geomean(boot.fit, means), "ci": _interval(refits), "multipliers": per_size}
+    out = {"estimate": _geomean(boot.fit, means), "ci": percentile_interval(refits), "multipliers": per_size}
     unbounded = sum(math.isinf(r) for r in refits)
     if unbounded:
         out["note"] = f"{unbounded} of {len(refits)} baseline refits have no compute reaching a mean loss (counted as ∞)"
@@ -196,7 +188,7 @@ def _alpha_change(points) -> dict:
     low = _boot([p for p in points if p[0] in lower], seed=0)
     high = _boot([p for p in points if p[0] in upper], seed=1)
     change = [h.alpha - lo.alpha for h, lo in zip(high.fits, low.fits)]
-    return {"estimate": high.fit.alpha - low.fit.alpha, "ci": _interval(change),
+    return {"estimate": high.fit.alpha - low.fit.alpha, "ci": percentile_interval(change),
             "alpha_lower": low.fit.alpha, "alpha_upper": high.fit.alpha, "halves": [
                 {"half": name, "sizes": len(part), "alpha": b.fit.alpha, "alpha_ci": b.ci("alpha"),
                  "slope": b.slope, "slope_ci": b.ci("slope")} for name, part, b in (("lower", lower, low),
@@ -236,4 +228,4 @@ def _ratio_trend(a, b) -> dict:
               for _ in range(N_BOOT)]
     ratios = [{"size": s, "ratio": float(sa[s][1].mean() / sb[s][1].mean())} for s in shared]
     return {"estimate": slope([sa[s][1].mean() for s in shared], [sb[s][1].mean() for s in shared]),
-            "ci": _interval(refits), "ratios": ratios}
+            "ci": percentile_interval(refits), "ratios": ratios}

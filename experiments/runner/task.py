@@ -46,7 +46,6 @@ class Task:
       eval_batches: ``(eval_data, batch_size) -> [batch, ...]``; defaults to consecutive slices.
       spec: facts a model factory needs (``num_classes``, ``vocab_size``, ``input_shape``...).
       examples_per_epoch: size of one pass over the training data, for epoch accounting.
-      target_metric: optional ``(name, "min"|"max")`` the stats harness uses for epochs-to-target.
       counts: names of metrics that are counts (calls, evaluations): evaluation sums them over batches
         instead of averaging them.
     """
@@ -59,5 +58,4 @@ class Task:
     eval_batches: Callable[[PyTree, int], list[PyTree]] = chunk_rows
     spec: dict[str, Any] = dataclasses.field(default_factory=dict)
     examples_per_epoch: int | None = None
-    target_metric: tuple[str, str] | None = None
     counts: tuple[str, ...] = ()

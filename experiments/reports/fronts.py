@@ -13,8 +13,10 @@ import math
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
-from experiments.post_report import _cell
+from experiments.reports.cells import mean_cell
+from experiments.reports.plots import legend_name, log_scale_wanted, style
 
 
 def pareto(xs, ys) -> list[bool]:
@@ -29,8 +31,6 @@ def pareto(xs, ys) -> list[bool]:
 def _name(label: str, runs) -> str:
     """A group's sweep variant (its run folders' ``VARIANT__...`` prefix) when it has one, else its label."""
     variants = {r["dir"].name.split("__")[0] for r in runs if "__" in r["dir"].name}
-    from experiments.plots import legend_name
-
     return variants.pop() if len(variants) == 1 and not next(iter(variants)).startswith("seed=") else \
         legend_name(label)
 
@@ -55,14 +55,8 @@ def front_points(groups, x: str, y: str, stages=None) -> list[dict]:
 
 
 def _plot(points, on, x: str, y: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from experiments.plots import log_scale_wanted, style
-
-    fig, ax = plt.subplots(figsize=(9, 5))
+    fig = Figure(figsize=(9, 5))
+    ax = fig.subplots()
     for i, p in enumerate(points):
         kw = style(i)
         ax.errorbar(np.mean(p["xs"]), np.mean(p["ys"]), xerr=np.std(p["xs"]), yerr=np.std(p["ys"]), capsize=3,
@@ -81,7 +75,6 @@ def _plot(points, on, x: str, y: str, path: Path) -> None:
     ax.set_title(f"{y} against {x}: mean ± sd over seeds; ★ on the Pareto front")
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
 
 
 def front_section(groups, out: Path, pairs, stages=None) -> tuple[list[str], list[str]]:
@@ -93,10 +86,10 @@ def front_section(groups, out: Path, pairs, stages=None) -> tuple[list[str], lis
             continue
         on = pareto([np.mean(p["xs"]) for p in points], [np.mean(p["ys"]) for p in points])
         lines += [f"## Front: {y} against {x}", "", "Lower is better on both; a point is on the Pareto front when no "
-                  "other is at least as low on both and lower on one. Cells: mean [95% bootstrap CI] over seeds.", "",
+                  "other is at least as low on both and lower on one. Cells: mean [95% t interval] over seeds.", "",
                   f"| model | n | {x} | {y} | on the front |", "|---|---|---|---|---|"]
         for p, o in zip(points, on):
-            lines.append(f"| {p['name']} | {len(p['xs'])} | {_cell(p['xs'])} | {_cell(p['ys'])} | "
+            lines.append(f"| {p['name']} | {len(p['xs'])} | {mean_cell(p['xs'])} | {mean_cell(p['ys'])} | "
                          f"{'yes' if o else ''} |")
         lines.append("")
         path = out / f"front_{y}_vs_{x}.png"

@@ -1,20 +1,16 @@
-"""The claims report's text: one section per claim (claim, source, experiment, measured table with 95% CIs, the
-verdict rule and each condition's estimate, the verdict, its plots), the skipped sections, the hardware and library
-versions, and ``publish`` (a finished report and its plots copied where they can be checked in)."""
+"""The claims report's sections: one per claim (claim, source, experiment, measured table with 95% intervals, the
+verdict rule and each condition's estimate, the verdict, its plots) and one per claim skipped at a size."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import re
-import shutil
 from pathlib import Path
 
-import numpy as np
-
-from experiments import claim_fits, stats
-from experiments.claims import CLAIMS_DIR, Claim, _values, verdict
-from experiments.report import _fmt
+from experiments.analysis import stats
+from experiments.claims import fits as claim_fits
+from experiments.claims.claim import CLAIMS_DIR, Claim, case_level, values, verdict
+from experiments.reports import cells
 
 
 def _side(s: dict) -> str:
@@ -22,7 +18,7 @@ def _side(s: dict) -> str:
     return s.get("variant", "all") + (f" [{where}]" if where else "") + (f" + {s['post']}" if "post" in s else "")
 
 
-def _describe(cond: dict) -> str:
+def describe_condition(cond: dict) -> str:
     if "fit" in cond:
         return claim_fits.describe(cond, _side(cond["a"]), _side(cond.get("b", {})))
     stat = "median" if stats.to_target_key(cond["metric"]) else "mean"
@@ -63,29 +59,29 @@ def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, o
     for r in runs:
         label = r["variant"] + "".join(f", {k}={r['flat'].get(k)}" for k in grid_keys)
         groups.setdefault(label, []).append(r)
-    groups = _with_post_rows(groups, claim)
-    lines += ["**Measured** (mean [95% bootstrap CI] over seeds; *_to_target: median, censored runs count as never):",
+    groups = with_post_rows(groups, claim)
+    lines += ["**Measured** (mean [95% t interval] over seeds; *_to_target: median [bootstrap range], censored runs "
+              "count as never):",
               "", "| group | n | " + " | ".join(claim.metrics) + " |", "|---|---|" + "---|" * len(claim.metrics)]
     for label, rs in groups.items():
-        cells = []
-        for m in claim.metrics:
-            vals = _values(rs, m)
-            est, lo, hi = stats.bootstrap_ci(vals, statistic=np.median if stats.to_target_key(m) else np.mean)
-            cells.append(f"{_fmt(est)} [{_fmt(lo)}, {_fmt(hi)}]")
-        lines.append(f"| {label} | {len(rs)} | " + " | ".join(cells) + " |")
+        row = [(cells.median_cell if stats.to_target_key(m) else cells.mean_cell)(values(rs, m)) for m in claim.metrics]
+        lines.append(f"| {label} | {len(rs)} | " + " | ".join(row) + " |")
+    level = case_level(claim)
     lines += ["", "**Verdict rule** (fixed before the runs): supported if any case has all its conditions hold on the "
-              "whole 95% CI; not supported if every case has a condition whose whole CI violates it.", ""]
+              f"whole interval; not supported if every case has a condition whose whole interval violates it. "
+              f"Intervals at {level:.1%} ({len(claim.cases)} case{'s' if len(claim.cases) > 1 else ''}, "
+              "Bonferroni).", ""]
     for name, outcome, results in judged:
         lines.append(f"- case *{name}*: **{outcome}**")
         for cond, r in results:
-            lines.append(f"  - {_describe(cond)}: estimate {_fmt(r['estimate'])} [{_fmt(r['ci'][0])}, "
-                         f"{_fmt(r['ci'][1])}], n = {r['n'][0]}{'/' + str(r['n'][1]) if r['n'][1] else ''} → "
+            n = r.get("n", ("", ""))
+            lines.append(f"  - {describe_condition(cond)}: estimate {cells.interval(r['estimate'], *r['ci'])}, "
+                         f"n = {n[0]}{'/' + str(n[1]) if n[1] else ''}{', paired' if r.get('paired') else ''} → "
                          f"{r['state']}")
-            lines += [f"    - {m['size']}: multiplier {_fmt(m['multiplier'])}" for m in r.get("multipliers", [])]
-            lines += [f"    - {m['size']}: ratio {_fmt(m['ratio'])}" for m in r.get("ratios", [])]
-            lines += [f"    - {h['half']} half ({h['sizes']} sizes): α {_fmt(h['alpha'])} [{_fmt(h['alpha_ci'][0])}, "
-                      f"{_fmt(h['alpha_ci'][1])}]; with E = 0, {_fmt(h['slope'])} [{_fmt(h['slope_ci'][0])}, "
-                      f"{_fmt(h['slope_ci'][1])}]" for h in r.get("halves", [])]
+            lines += [f"    - {m['size']}: multiplier {cells.number(m['multiplier'])}" for m in r.get("multipliers", [])]
+            lines += [f"    - {m['size']}: ratio {cells.number(m['ratio'])}" for m in r.get("ratios", [])]
+            lines += [f"    - {h['half']} half ({h['sizes']} sizes): α {cells.interval(h['alpha'], *h['alpha_ci'])}; "
+                      f"with E = 0, {cells.interval(h['slope'], *h['slope_ci'])}" for h in r.get("halves", [])]
             lines += [f"    - note: {r['note']}"] if r.get("note") else []
     lines += ["", f"**Verdict: {result}.**", ""]
     for png in sorted(report_dir.glob("*.png")):
@@ -94,7 +90,7 @@ def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, o
     return lines + [""]
 
 
-def _with_post_rows(groups: dict, claim: Claim) -> dict:
+def with_post_rows(groups: dict, claim: Claim) -> dict:
     """Each group followed by a row per post-training stage the claim's conditions name or ``post_rows`` lists
     (a label or a label's prefix): the stage's own metrics on each run it was applied to."""
     named = {side["post"] for case in claim.cases for cond in case.get("conditions", [])
@@ -127,45 +123,3 @@ def skipped_section(claim: Claim, size: str) -> list[str]:
     return [f"## Claim {claim.id}: {claim.title}", "", f"**Claim.** {claim.statement}", "",
             f"**Source figure.** {claim.source}", "",
             f"**Not run at size `{size}`:** {claim.sizes[size]['skip']}", "", "**Verdict: not run.**", ""]
-
-
-def _environment(runs: list[dict]) -> list[str]:
-    import importlib.metadata as md
-
-    s = runs[0]["summary"] if runs else {}
-    libs = []
-    for name in ("jax", "flax", "optax", "orbax-checkpoint", "mctx", "pennylane", "torch", "snntorch", "nir"):
-        try:
-            libs.append(f"{name} {md.version(name)}")
-        except md.PackageNotFoundError:
-            pass
-    return ["## Hardware and libraries", "",
-            f"- device: {s.get('device_count', '?')} × {s.get('device_kind', '?')} ({s.get('platform', '?')}), "
-            f"CPU cores: {s.get('cpu_count', '?')}, Python {s.get('python', '?')}", f"- {', '.join(libs)}", ""]
-
-
-def publish(report: str | Path, dest: str | Path) -> Path:
-    """Copy ``REPORT.md`` and the plots it shows to ``dest`` (plots under ``dest/claims_figures/``, links rewritten),
-    so a finished report can be checked in away from its runs; returns the new report's path. Plots left in
-    ``claims_figures/`` by an earlier report that this one no longer shows are removed."""
-    report, dest = Path(report), Path(dest)
-    figures = dest / "claims_figures"
-    text = report.read_text()
-    kept = set()
-
-    def move(match):
-        src = report.parent / match.group(2)
-        target = figures / match.group(2).replace("/report/", "/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, target)
-        kept.add(target)
-        return f"![{match.group(1)}]({target.relative_to(dest).as_posix()})"
-
-    out = dest / "REPORT.md"
-    out.write_text(re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", move, text))
-    for stale in set(figures.rglob("*.png")) - kept:
-        stale.unlink()
-    for folder in sorted(figures.rglob("*"), reverse=True):
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-    return out

@@ -6,7 +6,7 @@ A run whose folder holds ``summary.json`` is complete and skipped, so an interru
 ``{sweep}`` and ``{seed}`` in a string value name the sweep's folder and the run's seed, so a run can read an
 earlier one (a distillation student its teacher: ``in_folder``).
 Where the runs execute (this process, a pool of local processes, Ray, SLURM) is a launcher's business
-(``experiments.launchers``); every launcher runs the same training function, so the run folders are the same.
+(``experiments.sweeps.launchers``); every launcher runs the same training function, so the run folders are the same.
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.config import TOP_KEYS, Config, apply_overrides, read_file, set_dotted, validate
+from tqdm.auto import tqdm
+
 from experiments.errors import ConfigError
+from experiments.runner.config import TOP_KEYS, Config, apply_overrides, read_file, set_dotted, validate
+from experiments.sweeps.launchers import Job, Sequential
 
 
 def _slug(value) -> str:
@@ -126,8 +129,6 @@ class _Progress:
         self.total, self.done, self.running, self.failed, self.started, self.log = total, done, 0, {}, {}, log
         self.bar = None
         if not quiet and sys.stderr.isatty():
-            from tqdm.auto import tqdm
-
             self.bar = tqdm(total=total, initial=done, unit="run", desc="sweep", dynamic_ncols=True)
 
     def __call__(self, job, status: str, error: str | None) -> None:
@@ -159,12 +160,10 @@ def run_sweep(path: str | Path, workdir: str | Path, overrides=(), *, quiet: boo
               launcher=None) -> list:
     """Run every incomplete run of the sweep in ``workdir/<run name>``; returns the run directories.
 
-    ``launcher`` (see ``experiments.launchers``) says where: by default one after another in this process, where an
+    ``launcher`` (see ``experiments.sweeps.launchers``) says where: by default one after another in this process, where an
     error stops the sweep; any other launcher runs each run in its own process, reports a line per finished run,
     goes on past failures and raises ``SweepFailed`` naming them at the end. A child's output goes to
     ``workdir/logs/<run name>.log``."""
-    from experiments.launchers import Job, Sequential
-
     workdir = Path(workdir)
     runs = plan(path, overrides)
     dirs, todo = [], []

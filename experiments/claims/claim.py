@@ -62,20 +62,17 @@ import dataclasses
 import json
 import math
 import re
-import shutil
 import zlib
 from pathlib import Path
 
-import numpy as np
-
-from experiments import claim_fits, stats
-from experiments.config import apply_overrides, read_file, validate
+from experiments.analysis import stats
+from experiments.claims import fits as claim_fits
 from experiments.errors import ConfigError
-from experiments.report import compare, load_runs
-from experiments.sweep import expand, finished, in_folder
+from experiments.runner.config import apply_overrides, read_file, validate
+from experiments.sweeps.sweep import expand
 
 SIZES = ("smoke", "cpu", "gpu")
-CLAIMS_DIR = Path(__file__).parent / "configs" / "claims"
+CLAIMS_DIR = Path(__file__).parent.parent / "configs" / "claims"
 
 
 @dataclasses.dataclass
@@ -197,33 +194,62 @@ def _select(runs: list[dict], side: dict) -> list[dict]:
     return staged
 
 
-def _values(runs: list[dict], metric: str) -> list[float]:
+def values(runs: list[dict], metric: str) -> list[float]:
+    """``metric`` of each run (medians-to-target fields read from its events); runs without it left out."""
+    return [v for _, v in _seeded(runs, metric)]
+
+
+def _seeded(runs: list[dict], metric: str) -> list[tuple[int, float]]:
     if stats.to_target_key(metric):
-        return [stats.epochs_to_target(r["dir"]).get(stats.to_target_key(metric), math.inf) for r in runs]
-    return [r["values"][metric] for r in runs if isinstance(r["values"].get(metric), (int, float))]
+        return [(_seed(r), stats.epochs_to_target(r["dir"]).get(stats.to_target_key(metric), math.inf)) for r in runs]
+    return [(_seed(r), r["values"][metric]) for r in runs if isinstance(r["values"].get(metric), (int, float))]
 
 
-def judge(cond: dict, runs: list[dict]) -> dict:
-    """One condition: its estimate, 95% CI, n per side, and 'holds' / 'fails' / 'undecided' / 'missing' (a fit
-    condition also a ``note`` where relevant)."""
+def _seed(run: dict):
+    return run.get("flat", {}).get("seed", run.get("config", {}).get("seed"))
+
+
+def pair_by_seed(a: list[tuple[int, float]], b: list[tuple[int, float]]):
+    """Both sides' values in seed order when they share their seeds one run each (the same batches, or a post stage
+    and its own run): a paired comparison; else None."""
+    sa, sb = dict(a), dict(b)
+    if len(sa) != len(a) or len(sb) != len(b) or set(sa) != set(sb) or len(sa) < 2:
+        return None
+    seeds = sorted(sa)
+    return [sa[s] for s in seeds], [sb[s] for s in seeds]
+
+
+def judge(cond: dict, runs: list[dict], level: float = stats.LEVEL) -> dict:
+    """One condition at confidence ``level``: its estimate, CI, n per side, whether the sides were paired, and
+    'holds' / 'fails' / 'undecided' / 'missing' (a fit condition also a ``note`` where relevant). Means get t
+    intervals (paired where the sides share seeds); medians to a target a bootstrap, with a note when n is small."""
     if "fit" in cond:
         out = claim_fits.estimate(cond, _select(runs, cond["a"]), _select(runs, cond["b"]) if "b" in cond else [])
         return {"state": out.pop("state", None) or _decide(cond, out["estimate"], *out["ci"]), **out}
-    statistic = np.median if stats.to_target_key(cond["metric"]) else np.mean
-    a = _values(_select(runs, cond["a"]), cond["metric"])
     kind = cond.get("compare", "value")
-    b = _values(_select(runs, cond["b"]), cond["metric"]) if kind != "value" else []
+    a = _seeded(_select(runs, cond["a"]), cond["metric"])
+    b = _seeded(_select(runs, cond["b"]), cond["metric"]) if kind != "value" else []
     if not a or (kind != "value" and not b):
         return {"state": "missing", "estimate": math.nan, "ci": (math.nan, math.nan), "n": (len(a), len(b))}
-    if kind == "value":
-        est, lo, hi = stats.bootstrap_ci(a, statistic=statistic)
-    elif kind == "ratio":
-        est, lo, hi = stats.ratio_ci(a, b, statistic=statistic)
+    out = {"n": (len(a), len(b)), "paired": False}
+    va, vb = [v for _, v in a], [v for _, v in b]
+    if stats.to_target_key(cond["metric"]):
+        est, lo, hi = {"value": lambda: stats.bootstrap_ci(va, level=level),
+                       "ratio": lambda: stats.median_ratio_ci(va, vb, level=level),
+                       "difference": lambda: stats.median_difference_ci(va, vb, level=level)}[kind]()
+        note = stats.bootstrap_note(min(len(va), len(vb) if vb else len(va)))
+        if note:
+            out["note"] = note
+    elif kind == "value":
+        est, lo, hi = stats.mean_ci(va, level)
     else:
-        est, lo, hi = stats.difference_ci(a, b, statistic=statistic)
+        pairs = pair_by_seed(a, b)
+        out["paired"] = pairs is not None
+        fn = stats.ratio_ci if kind == "ratio" else stats.difference_ci
+        est, lo, hi = fn(*(pairs or (va, vb)), paired=pairs is not None, level=level)
     few = len(a) < 2 or (kind != "value" and len(b) < 2)  # no CI
     state = "undecided" if few else _decide(cond, est, lo, hi)
-    return {"state": state, "estimate": est, "ci": (lo, hi), "n": (len(a), len(b))}
+    return {"state": state, "estimate": est, "ci": (lo, hi), **out}
 
 
 def _decide(cond: dict, est: float, lo: float, hi: float) -> str:
@@ -238,10 +264,16 @@ def _decide(cond: dict, est: float, lo: float, hi: float) -> str:
     return "undecided"
 
 
+def case_level(claim: Claim) -> float:
+    """The confidence level of each case's intervals: "supported if any case holds" shares the 5% error over the
+    cases (Bonferroni), so with k cases each interval is at 1 − 0.05 / k."""
+    return 1 - (1 - stats.LEVEL) / max(len(claim.cases), 1)
+
+
 def verdict(claim: Claim, runs: list[dict]) -> tuple[str, list]:
-    judged, outcomes = [], []
+    judged, outcomes, level = [], [], case_level(claim)
     for case in claim.cases:
-        results = [(cond, judge(cond, runs)) for cond in case.get("conditions", [])]
+        results = [(cond, judge(cond, runs, level)) for cond in case.get("conditions", [])]
         states = [r["state"] for _, r in results]
         outcome = ("supported" if states and all(s == "holds" for s in states)
                    else "refuted" if "fails" in states else "undecided")
@@ -252,52 +284,3 @@ def verdict(claim: Claim, runs: list[dict]) -> tuple[str, list]:
     if outcomes and all(o == "refuted" for o in outcomes):
         return "not supported", judged
     return "inconclusive", judged
-
-
-def _load_runs(claim_runs) -> list[dict]:
-    """The finished runs (``experiments.report.load_runs``), each tagged with the variant it belongs to."""
-    variant_of = {Path(d): v for v, d in claim_runs}
-    runs = load_runs(list(variant_of))
-    for r in runs:
-        r["variant"] = variant_of[Path(r["dir"])]
-    return runs
-
-
-def run_claims(size: str = "smoke", out: str | Path = "runs/claims", only=None, *, quiet: bool = True,
-               log=print) -> Path:
-    """Run every claim's experiment at ``size`` under ``out`` (finished runs are reused) and write ``REPORT.md``."""
-    from experiments.claims_report import _environment, claim_section, skipped_section
-    from experiments.train import run
-
-    out = Path(out)
-    claims = all_claims(only)
-    plans = {c.path.stem: plan(c, size) for c in claims}  # validate everything before running anything
-    lines = [f"# Claims report (size `{size}`)", "",
-             "Each section: the claim and its source figure, what was measured at this toolkit's scale, the verdict "
-             "rule fixed before the runs, and the verdict that follows from it.", ""]
-    all_runs = []
-    for claim in claims:
-        if claim.sizes.get(size, {}).get("skip"):
-            lines += skipped_section(claim, size)
-            continue
-        claim_runs = []
-        for i, (variant, name, config) in enumerate(plans[claim.path.stem], 1):
-            rundir = out / runs_folder(claim, size) / name
-            config = in_folder(config, rundir.parent)
-            if not finished(rundir, config):
-                log(f"[{claim.path.stem} {i}/{len(plans[claim.path.stem])}] {name}")
-                if rundir.exists() and not (rundir / "checkpoints").exists():
-                    shutil.rmtree(rundir)
-                run(config, rundir, quiet=quiet)
-            claim_runs.append((variant, rundir))
-        report_dir = out / claim.path.stem / "report"
-        shutil.rmtree(report_dir, ignore_errors=True)  # the suite's own derived plots: none left from a last report
-        compare([d for _, d in claim_runs], report_dir, scatter=[tuple(p) for p in claim.scatter],
-                scaling=[tuple(p) for p in claim.scaling], baseline=claim.baseline)
-        runs = _load_runs(claim_runs)
-        all_runs += runs
-        lines += claim_section(claim, runs, size, report_dir, out)
-    lines += _environment(all_runs)
-    report = out / "REPORT.md"
-    report.write_text("\n".join(lines))
-    return report

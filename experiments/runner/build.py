@@ -18,10 +18,10 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from experiments import metrics as M
-from experiments import registry
-from experiments.config import Config
 from experiments.errors import ConfigError
+from experiments.runner import metrics as M
+from experiments.runner import registry
+from experiments.runner.config import Config
 
 
 class Frozen(nnx.Variable):
@@ -59,6 +59,7 @@ class Built:
     batch_sharding: NamedSharding
     replicated: NamedSharding
     eval_step: Any = None
+    hooks: list = dataclasses.field(default_factory=list)  # resolve_hooks(config): once per run
 
 
 def replicate(tree, sharding):
@@ -133,7 +134,7 @@ def build(config: Config, make_tx) -> Built:
     state = unalias(replicate(state, replicated))  # donation needs one buffer per leaf
     return Built(task, tx, graphdef, state, replicate(frozen, replicated), replicate(task.train_data, replicated),
                  eval_batches(task, config, replicated), eval_key, NamedSharding(mesh, P("data")), replicated,
-                 make_eval_step(graphdef, task.loss))
+                 make_eval_step(graphdef, task.loss), resolve_hooks(config))
 
 
 def eval_batches(task, config: Config, sharding) -> list:
@@ -143,12 +144,13 @@ def eval_batches(task, config: Config, sharding) -> list:
     return [replicate(b, sharding) for b in batches]
 
 
-def hook_names(config: Config) -> list[str]:
-    """The metric hooks of a run: those its task, model and optimizer declare, then the config's own."""
+def resolve_hooks(config: Config) -> list:
+    """The metric hook functions of a run, looked up once: those its task, model and optimizer declare, then the
+    config's own."""
     names = []
     for kind, name in (("task", config.data.name), ("model", config.model.name), ("optimizer", config.optimizer.name)):
         names += registry.get(kind, name).hooks
-    return list(dict.fromkeys(names + list(config.hooks)))
+    return [registry.get("hook", name).factory for name in dict.fromkeys(names + list(config.hooks))]
 
 
 def make_eval_step(graphdef, loss):
@@ -162,10 +164,11 @@ def make_eval_step(graphdef, loss):
 
 
 def evaluate(model, task, config: Config, batches: list, key, *, step: int, final: bool = False,
-             opt_state=None, eval_step=None) -> dict:
+             opt_state=None, eval_step=None, hooks=None) -> dict:
     """The task's metrics over ``batches`` (means weighted by batch size; the task's ``counts`` summed), then every
     hook's, then the optimizer's counters. ``model`` is any NNX model the task accepts (trained or transformed);
-    ``eval_step`` (from ``make_eval_step``) reuses a compiled evaluation of the same structure."""
+    ``eval_step`` (from ``make_eval_step``) reuses a compiled evaluation of the same structure; ``hooks`` (from
+    ``resolve_hooks``, as ``Built.hooks`` holds them) saves looking the hooks up again."""
     graphdef, params, frozen, rest = split(model)
     eval_step = eval_step or make_eval_step(graphdef, task.loss)
     totals, count = {}, 0
@@ -176,12 +179,12 @@ def evaluate(model, task, config: Config, batches: list, key, *, step: int, fina
             totals[k] = totals.get(k, 0.0) + float(v) * (1 if k in task.counts else n)
         count += n
     result = {k: v if k in task.counts else v / max(count, 1) for k, v in totals.items()}
-    hooks = hook_names(config)
+    hooks = resolve_hooks(config) if hooks is None else hooks
     if hooks:
         model.eval()
         ctx = registry.HookContext(model, task, config, opt_state, params, step, batches, final)
-        for name in hooks:
-            result.update(M.to_builtin(registry.get("hook", name).factory(ctx)))
+        for hook in hooks:
+            result.update(M.to_builtin(hook(ctx)))
     if opt_state is not None:
-        result.update(M.optimizer_counters(opt_state))
+        result.update(M.optimizer_counters(opt_state, registry.counter_names()))
     return result

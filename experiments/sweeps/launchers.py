@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import importlib
 import json
 import os
 import shutil
@@ -30,8 +31,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from experiments.config import Config
-from experiments.errors import ConfigError
+from experiments.errors import ConfigError, exit_code
+from experiments.runner.config import Config, parse_value, validate
+from experiments.runner.distributed import distributed_requested
+from experiments.runner.train import run
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 Report = Callable[["Job", str, "str | None"], None]
@@ -65,10 +68,6 @@ def worker_main(argv: list[str]) -> int:
     cpus = job.get("cpus")
     if cpus and hasattr(os, "sched_setaffinity"):  # before the backend starts: XLA sizes its pool from this
         os.sched_setaffinity(0, cpus)
-    from experiments.config import validate
-    from experiments.errors import exit_code
-    from experiments.train import run
-
     def one_run() -> int:
         run(validate(job["config"], source=job["source"]), job["rundir"], quiet=True)
         return 0
@@ -76,7 +75,7 @@ def worker_main(argv: list[str]) -> int:
     return exit_code(one_run)
 
 
-WORKER_CODE = "import sys; from experiments.launchers import worker_main; sys.exit(worker_main(sys.argv[1:]))"
+WORKER_CODE = "import sys; from experiments.sweeps.launchers import worker_main; sys.exit(worker_main(sys.argv[1:]))"
 
 
 def last_error(log: str | Path, returncode: int) -> str:
@@ -95,6 +94,7 @@ def _make_execute():
     worker processes start the child without importing JAX themselves."""
 
     def execute(payload: dict) -> int:
+        # imports inside: this function is shipped by value to Ray and SLURM workers, which must not import JAX
         import json
         import os
         import subprocess
@@ -126,8 +126,6 @@ class Sequential:
         self.quiet = quiet
 
     def launch(self, jobs: list[Job], report: Report) -> None:
-        from experiments.train import run
-
         for job in jobs:
             report(job, "running", None)
             run(job.config, job.rundir, quiet=self.quiet)
@@ -189,8 +187,6 @@ class LocalPool:
     """Up to ``jobs`` runs at once on this machine, each a child process on its own devices."""
 
     def __init__(self, jobs: int):
-        from experiments.distributed import distributed_requested
-
         if jobs < 1:
             raise ConfigError(f"--jobs: {jobs} is not allowed; give 1 or more")
         if distributed_requested():
@@ -238,8 +234,6 @@ def _resources(gpus: float | None, cpus: float | None) -> tuple[float, float]:
 
 
 def _need(package: str, launcher: str):
-    import importlib
-
     try:
         return importlib.import_module(package)
     except ImportError:
@@ -249,14 +243,15 @@ def _need(package: str, launcher: str):
 
 class RayLauncher:
     """Each run a Ray task (a child process inside it) on the cluster at ``address`` (Ray's default: ``RAY_ADDRESS``
-    or a cluster started on this machine). A task asks for ``gpus`` GPUs (default 1) or, with only ``cpus`` named,
-    that many CPUs. The workdir must be on a filesystem every node sees."""
+    or a cluster started on this machine). A task asks for ``gpus`` GPUs (default 1; on a cluster without GPUs, one
+    CPU, said in the sweep's first line) or, with only ``cpus`` named, that many CPUs. The workdir must be on a filesystem every node sees."""
 
     def __init__(self, address: str | None = None, *, gpus: float | None = None, cpus: float | None = None,
                  jobs: int | None = None):
         self.ray = _need("ray", "ray")
         self.address, self.jobs = address, jobs
         self.gpus, self.cpus = _resources(gpus, cpus)
+        self.gpus_named = gpus is not None
 
     def launch(self, jobs: list[Job], report: Report) -> None:
         ray = self.ray
@@ -269,6 +264,10 @@ class RayLauncher:
                                   "Ray's default for `ray start` since 2.59, also needs RAY_AUTH_MODE=token here)"
                                   ) from None
         have = ray.cluster_resources().get("GPU", 0)
+        if self.gpus and not have and not self.gpus_named:  # the default, on a cluster of CPUs only
+            self.gpus, self.cpus = 0, self.cpus or 1
+            print(f"ray: the cluster has no GPU, so each run asks for {self.cpus:g} CPU (--gpus-per-run and "
+                  "--cpus-per-run choose)", flush=True)
         if self.gpus and have < self.gpus:
             raise ConfigError(f"--launcher ray: a run asks for {self.gpus:g} GPU and the cluster has {have:g}; "
                               "name the CPUs a run takes instead with --cpus-per-run N")
@@ -362,8 +361,6 @@ class SlurmLauncher:
 
 def parse_options(items) -> dict:
     """``--slurm-option KEY=VALUE`` items as a dict (values in TOML syntax when they parse: ``mem_gb=32``)."""
-    from experiments.config import parse_value
-
     out = {}
     for item in items or ():
         key, eq, value = item.partition("=")

@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import json
 import tomllib
-import types
 import typing
 from pathlib import Path
 from typing import Any
 
-from experiments import registry
 from experiments.errors import ConfigError
+from experiments.runner import registry
+from experiments.runner.fields import build_dataclass, coerce
 
-SCHEDULES = ("constant", "cosine", "warmup_cosine", "linear")
+SCHEDULES = ("constant", "warmup_cosine", "linear")
 TOP_KEYS = ("seed", "hooks", "data", "model", "optimizer", "train", "sweep", "post")
 
 
@@ -105,110 +106,10 @@ class Config:
     sweep: dict
     raw: dict
     source: str = ""
-    post: list = dataclasses.field(default_factory=list)  # experiments.post.Stage, grids expanded
+    post: list = dataclasses.field(default_factory=list)  # experiments.runner.stages.Stage, grids expanded
 
     def to_dict(self) -> dict:
         return copy.deepcopy(self.raw)
-
-
-# ----------------------------------------------------------------------------------------------- bounds
-
-
-def at_least(cfg, **minimums) -> None:
-    """For a config dataclass's ``__post_init__``: ``ValueError("name: value is not allowed; use >= low")`` for the
-    first field below its minimum (the loader reports it as one line naming the dotted key)."""
-    for name, low in minimums.items():
-        value = getattr(cfg, name)
-        many = isinstance(value, (list, tuple))
-        if any(v < low for v in (value if many else [value])):
-            raise ValueError(f"{name}: {value!r} is not allowed; use {'values' if many else 'a value'} >= {low}")
-
-
-def positive(cfg, *names) -> None:
-    """For ``__post_init__``: ``ValueError`` naming the first field of ``names`` that is not > 0."""
-    for name in names:
-        if not getattr(cfg, name) > 0:
-            raise ValueError(f"{name}: {getattr(cfg, name)!r} is not allowed; use a number > 0")
-
-
-# ----------------------------------------------------------------------------------------------- type checking
-
-
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def coerce(key: str, value: Any, tp: Any) -> Any:
-    """``value`` checked (and widened: int → float, list → tuple) against annotation ``tp``; ConfigError if not."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    bad = ConfigError(f"{key}: {value!r} has the wrong type; expected {_type_name(tp)}")
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        for arm in args:
-            if arm is type(None) and value is None:
-                return None
-            if arm is type(None):
-                continue
-            try:
-                return coerce(key, value, arm)
-            except ConfigError:
-                pass
-        raise bad
-    if origin is typing.Literal:
-        if value not in args:
-            raise ConfigError(f"{key}: {value!r} is not allowed; use one of {', '.join(map(repr, args))}")
-        return value
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise bad
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(args) != len(value):
-                raise ConfigError(f"{key}: {value!r} needs {len(args)} items")
-            return tuple(coerce(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
-        item = args[0] if args else Any
-        out = [coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
-        return tuple(out) if origin is tuple else out
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise bad
-        return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise bad
-        return value
-    if isinstance(tp, type) and not isinstance(value, tp):
-        raise bad
-    return value
-
-
-def build_dataclass(prefix: str, cls: type, values: dict) -> Any:
-    """An instance of ``cls`` from ``values``: unknown keys, wrong types and ``__post_init__`` errors → ConfigError."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise ConfigError(f"{prefix}.{unknown[0]}: unknown key; allowed: {', '.join(sorted(fields)) or 'none'}")
-    kwargs = {k: coerce(f"{prefix}.{k}", v, hints[k]) for k, v in values.items()}
-    try:
-        return cls(**kwargs)
-    except ValueError as err:
-        raise ConfigError(f"{prefix}.{err}") from None
-    except TypeError as err:  # e.g. a required field left out
-        raise ConfigError(f"{prefix}: {err}") from None
 
 
 # ---------------------------------------------------------------------------------------------------- loading
@@ -308,6 +209,58 @@ def _section(raw: dict, kind: str, key: str) -> Section:
     return Section(name, build_dataclass(key, entry.config, values))
 
 
+# ---------------------------------------------------------------------------------------- post-training stages
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One point of a stage grid: the transform's name, its validated config and the fields set in the file."""
+
+    name: str
+    cfg: Any
+    params: dict
+
+    @property
+    def label(self) -> str:
+        fields = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return f"{self.name}({fields})" if fields else self.name
+
+
+def _is_list_field(cls, field: str) -> bool:
+    hint = typing.get_type_hints(cls).get(field) if cls is not None else None
+    return typing.get_origin(hint) in (list, tuple) or hint in (list, tuple)
+
+
+def expand_stages(tables) -> list[Stage]:
+    """The stages of ``[[post]]`` tables (grids expanded in field order), each validated: ``post[i].field`` names
+    a bad key in the error."""
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError(f"post: {tables!r} is not allowed; use a list of [[post]] tables, each with a name")
+    stages = []
+    for i, table in enumerate(tables):
+        prefix, values = f"post[{i}]", dict(table)
+        if not isinstance(values.get("name"), str):
+            raise ConfigError(f"{prefix}.name: {values.get('name')!r} is not allowed; registered transforms: "
+                              f"{', '.join(registry.names('transform')) or 'none'}")
+        entry = registry.get("transform", values.pop("name"))
+        grid = {k: v if isinstance(v, list) and not _is_list_field(entry.config, k) else [v] for k, v in values.items()}
+        for k, v in grid.items():
+            if not v:
+                raise ConfigError(f"{prefix}.{k}: [] is not allowed; give a value or a non-empty list (a grid)")
+        for point in itertools.product(*grid.values()):
+            params = dict(zip(grid, point))
+            if entry.config is None:
+                if params:
+                    raise ConfigError(f"{prefix}.{min(params)}: unknown key; transform {entry.name!r} takes "
+                                      "no fields")
+                cfg = None
+            else:
+                cfg = build_dataclass(prefix, entry.config, params)
+            stages.append(Stage(entry.name, cfg, params))
+    return stages
+
+
+
 def validate(raw: dict, source: str = "") -> Config:
     """The typed ``Config`` of a raw dict, or a ConfigError naming the first problem."""
     unknown = sorted(set(raw) - set(TOP_KEYS))
@@ -342,18 +295,19 @@ def validate(raw: dict, source: str = "") -> Config:
             if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
                 raise ConfigError(f"sweep.{key}[{i}]: {pair!r} is not allowed; give [X, Y], two metric names")
     coerce("sweep.front_post", sweep.get("front_post", []), list[str])
+    coerce("sweep.table", sweep.get("table", []), list[str])
+    coerce("sweep.baseline", sweep.get("baseline", ""), str)
+    coerce("sweep.note", sweep.get("note", ""), str)
     for i, s in enumerate(coerce("sweep.seeds", sweep.get("seeds", [seed]), list[int])):
         if not 0 <= s < 2**32:
             raise ConfigError(f"sweep.seeds[{i}]: {s} is not allowed; use integers in [0, 2**32)")
     coerce("sweep.grid", sweep.get("grid", {}), dict)
     coerce("sweep.variants", sweep.get("variants", {}), dict)
-    from experiments.post import expand
-
-    post = expand(raw.get("post", []), build_dataclass)
+    post = expand_stages(raw.get("post", []))
     return Config(seed, hooks, data, model, optimizer, optimizer_cfg, train, sweep, copy.deepcopy(raw), source, post)
 
 
-SWEEP_KEYS = ("front", "front_post", "grid", "scatter", "seeds", "variants")
+SWEEP_KEYS = ("baseline", "front", "front_post", "grid", "note", "scatter", "seeds", "table", "variants")
 
 
 def load_config(path: str | Path, overrides=()) -> Config:

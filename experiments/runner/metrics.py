@@ -14,8 +14,10 @@ import platform
 from pathlib import Path
 from typing import Any
 
+import flax
 import jax
 import numpy as np
+import optax
 
 
 def to_builtin(x: Any) -> Any:
@@ -56,22 +58,16 @@ class MetricsWriter:
                 f.write(json.dumps(to_builtin(event)) + "\n")
 
 
-def read_events(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def optimizer_counters(opt_state) -> dict[str, int]:
-    """Sum of every ``*_evals`` field of every NamedTuple in ``opt_state``."""
+def optimizer_counters(opt_state, names=()) -> dict[str, int]:
+    """Sum of every ``*_evals`` field, and of every field named in ``names`` (the counters registered optimizers
+    declare: accepted jumps, perturbations), of every NamedTuple in ``opt_state``: one walk of the state."""
     totals: dict[str, int] = {}
 
     def visit(node):
         if isinstance(node, tuple) and hasattr(node, "_fields"):
             for name in node._fields:
                 value = getattr(node, name)
-                if name.endswith("_evals"):
+                if name.endswith("_evals") or name in names:
                     totals[name] = totals.get(name, 0) + int(np.sum(np.asarray(value)))
                 else:
                     visit(value)
@@ -113,9 +109,6 @@ def peak_memory_bytes() -> int | None:
 
 def environment() -> dict:
     """Device kind and count, host, library versions: recorded with every run."""
-    import flax
-    import optax
-
     device = jax.devices()[0]
     return {
         "device_kind": device.device_kind,

@@ -23,15 +23,18 @@ from typing import Any
 import jax
 import numpy as np
 import optax
+import pandas as pd
+from tqdm.auto import tqdm
 
-from experiments import metrics as M
-from experiments import registry
-from experiments.build import Built, build, evaluate, merge, split
-from experiments.checkpoint import Checkpointer
-from experiments.config import Config, load_config
-from experiments.distributed import setup_distributed
+from experiments.analysis.folders import read_events
 from experiments.errors import ConfigError, TrainingDiverged
-from experiments.post import run_stages
+from experiments.runner import metrics as M
+from experiments.runner import registry
+from experiments.runner.build import Built, build, evaluate, merge, split
+from experiments.runner.checkpoint import Checkpointer
+from experiments.runner.config import Config, load_config
+from experiments.runner.distributed import setup_distributed
+from experiments.runner.stages import run_stages
 
 
 @dataclasses.dataclass
@@ -44,9 +47,7 @@ class RunResult:
 
     @property
     def metrics(self):
-        import pandas as pd
-
-        return pd.DataFrame(M.read_events(self.workdir / "metrics.jsonl"))
+        return pd.DataFrame(read_events(self.workdir / "metrics.jsonl"))
 
     @property
     def eval(self):
@@ -72,7 +73,7 @@ def make_schedule(opt, steps: int):
     return optax.warmup_cosine_decay_schedule(0.0, lr, warm, max(steps, warm + 1), end_value=0.0)
 
 
-def build_optimizer(config: Config, steps: int | None = None, key: jax.Array | None = None, model=None):
+def make_optimizer(config: Config, steps: int | None = None, key: jax.Array | None = None, model=None):
     """The optax transformation for ``config.optimizer``: the registered optimizer, its schedule, clipping.
 
     A factory that takes a ``key`` argument (a stochastic optimizer) gets one derived from the run's seed."""
@@ -97,13 +98,11 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def _progress(total: int, initial: int, quiet: bool):
+def progress_bar(total: int, initial: int, quiet: bool):
     """A tqdm bar in a terminal or a notebook; None when quiet or when output is not a terminal."""
     in_notebook = "ipykernel" in sys.modules
     if quiet or jax.process_index() != 0 or not (in_notebook or sys.stderr.isatty()):
         return None
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
 
 
@@ -244,8 +243,10 @@ class Log:
             if bad.size:
                 at, loss = first + int(bad[0]) + 1, float(values["loss"][bad[0]])
                 self.event(at, "train", {"loss": loss}, event="diverged")
-                raise TrainingDiverged(f"loss is {loss} at step {at}; run stopped; last good checkpoint: step "
-                                       f"{last_checkpoint} in {self.checkpoints}")
+                kept = (f"last good checkpoint: step {last_checkpoint} in {self.checkpoints}" if last_checkpoint
+                        is not None else "no checkpoint was written before it (lower optimizer.learning_rate, or set "
+                        "train.checkpoint_every)")
+                raise TrainingDiverged(f"loss is {loss} at step {at}; run stopped; {kept}")
             for i in range(n):
                 s = first + i + 1
                 if due(s, tc.log_every) or s == tc.steps:
@@ -295,7 +296,7 @@ def model_of(state, built: Built):
 
 def evaluate_state(state, step: int, config: Config, built: Built, final: bool = False) -> dict:
     return evaluate(model_of(state, built), built.task, config, built.eval_batches, built.eval_key, step=step,
-                    final=final, opt_state=state["opt_state"], eval_step=built.eval_step)
+                    final=final, opt_state=state["opt_state"], eval_step=built.eval_step, hooks=built.hooks)
 
 
 def resume(ckpt: Checkpointer, writer: M.MetricsWriter, state):
@@ -317,12 +318,12 @@ def run(config: Config | str, workdir: str | Path | None = None, *, overrides=()
     setup_distributed()
     enable_compilation_cache()
     check_workdir(workdir, config, overwrite)
-    built = build(config, lambda model: build_optimizer(config, model=model))  # bad input fails before any write
+    built = build(config, lambda model: make_optimizer(config, model=model))  # bad input fails before any write
     prepare_workdir(workdir, config, overwrite)
     train_step = TrainStep(built, config)
     writer, ckpt = M.MetricsWriter(workdir / "metrics.jsonl", enabled=jax.process_index() == 0), Checkpointer(workdir)
     state, start = resume(ckpt, writer, built.state)
-    log = Log(writer, config, built.task.examples_per_epoch, ckpt.directory, _progress(config.train.steps, start, quiet))
+    log = Log(writer, config, built.task.examples_per_epoch, ckpt.directory, progress_bar(config.train.steps, start, quiet))
     try:
         if start == 0 and config.train.eval_every:
             log.event(0, "eval", evaluate_state(state, 0, config, built))

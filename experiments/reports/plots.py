@@ -5,7 +5,8 @@ line style per series, and the legend beside the data, never on it.
 point per group) and ``along`` a metric against a swept numeric config field (``data.train_size``, say: one line
 per setting of the other fields); all facet by the sweep's task fields (``data.*``, say one panel per landscape) when the groups
 differ in them. ``style(i)`` gives series i its colour and line style (10 colours × 4 styles: 20 distinct pairs
-before any repeats).
+before any repeats). Each returns its matplotlib Figure (None when there is nothing to draw) and saves it to
+``path`` when given.
 """
 
 from __future__ import annotations
@@ -14,17 +15,17 @@ import math
 import re
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
 
-from experiments.metrics import read_events
+from experiments.analysis.folders import read_events
 
 STYLES = ("-", "--", "-.", ":")
 
 
 def style(i: int) -> dict:
-    import matplotlib.pyplot as plt
-
-    return {"color": plt.get_cmap("tab10")(i % 10), "linestyle": STYLES[i % 4]}
+    return {"color": matplotlib.colormaps["tab10"](i % 10), "linestyle": STYLES[i % 4]}
 
 
 def legend_name(label: str, drop=()) -> str:
@@ -73,20 +74,16 @@ def _series_order(groups, keys) -> dict[str, int]:
 
 
 def _figure(n: int):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols + 2.2, 3.8 * rows), squeeze=False)
+    fig = Figure(figsize=(5.2 * cols + 2.2, 3.8 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
-    return plt, fig, list(axes.flat[:n])
+    return fig, list(axes.flat[:n])
 
 
-def _finish(plt, fig, axes, path: Path, title: str) -> None:
+def _finish(fig, axes, path: Path | None, title: str) -> Figure:
     handles, labels = {}, []
     for ax in axes:
         for h, lab in zip(*ax.get_legend_handles_labels()):
@@ -97,11 +94,12 @@ def _finish(plt, fig, axes, path: Path, title: str) -> None:
                frameon=False)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    if path is not None:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
 
 
-def curves(groups, metric: str, split: str, path: Path) -> bool:
+def curves(groups, metric: str, split: str, path: Path | None = None) -> Figure | None:
     """``metric`` of ``split`` events against the step, mean ± sd over each group's seeds, a panel per task
     setting; a group evaluated once is a point with its spread. False when no run logged the metric, or every
     group was evaluated only at one and the same step (a column of points: the report's table says it better)."""
@@ -116,8 +114,8 @@ def curves(groups, metric: str, split: str, path: Path) -> bool:
         if points:
             data[label] = points
     if not data or len({step for points in data.values() for step in points}) == 1:
-        return False
-    plt, fig, axes = _figure(len(panels))
+        return None
+    fig, axes = _figure(len(panels))
     order = _series_order(groups, keys)
     for ax, (panel, members) in zip(axes, panels.items()):
         values, rest = [], []
@@ -142,17 +140,16 @@ def curves(groups, metric: str, split: str, path: Path) -> bool:
             ax.set_ylim(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
             panel = (panel + "; " if panel else "") + f"first points off the axis (up to {max(values):.4g})"
         ax.set(xlabel="step", ylabel=f"{split} {metric}", title=panel or None)
-    _finish(plt, fig, axes, path, f"{split} {metric} (mean ± sd over seeds)")
-    return True
+    return _finish(fig, axes, path, f"{split} {metric} (mean ± sd over seeds)")
 
 
-def scatter(groups, x: str, y: str, path: Path) -> bool:
+def scatter(groups, x: str, y: str, path: Path | None = None) -> Figure | None:
     """``y`` against ``x``, one point per group (mean ± sd over its seeds), a panel per task setting. False when
     fewer than two groups have both (one point compares nothing)."""
     keys, panels = _panels(groups)
     if sum(any(x in r["values"] and y in r["values"] for r in runs) for runs in groups.values()) < 2:
-        return False
-    plt, fig, axes = _figure(len(panels))
+        return None
+    fig, axes = _figure(len(panels))
     order = _series_order(groups, keys)
     for ax, (panel, members) in zip(axes, panels.items()):
         xs_all, ys_all = [], []
@@ -170,11 +167,10 @@ def scatter(groups, x: str, y: str, path: Path) -> bool:
         if log_scale_wanted(ys_all):
             ax.set_yscale("log")
         ax.set(xlabel=x, ylabel=y, title=panel or None)
-    _finish(plt, fig, axes, path, f"{y} against {x} (mean ± sd over seeds)")
-    return True
+    return _finish(fig, axes, path, f"{y} against {x} (mean ± sd over seeds)")
 
 
-def along(groups, field: str, y: str, path: Path) -> bool:
+def along(groups, field: str, y: str, path: Path | None = None) -> Figure | None:
     """``y`` against the config ``field`` the groups were swept over, mean ± sd over seeds: one line per setting of
     the other fields, a panel per task setting (``field`` aside), a log axis where ``field`` spans a decade or
     more. False unless ``field`` is numeric and takes two
@@ -182,7 +178,7 @@ def along(groups, field: str, y: str, path: Path) -> bool:
     runs = [r for rs in groups.values() for r in rs if isinstance(r["values"].get(y), (int, float))]
     xs = {r["flat"].get(field) for r in runs}
     if len(xs) < 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs):
-        return False
+        return None
     keys = [k for k in facet_keys(groups) if k != field]
     lines: dict[tuple, dict] = {}
     for label, rs in groups.items():
@@ -192,7 +188,7 @@ def along(groups, field: str, y: str, path: Path) -> bool:
             if r in runs:
                 lines.setdefault((panel, series), {}).setdefault(r["flat"][field], []).append(r["values"][y])
     panels = list(dict.fromkeys(panel for panel, _ in lines))
-    plt, fig, axes = _figure(len(panels))
+    fig, axes = _figure(len(panels))
     for i, (panel, series) in enumerate(lines):
         ax = axes[panels.index(panel)]
         at = sorted(lines[panel, series])
@@ -203,5 +199,4 @@ def along(groups, field: str, y: str, path: Path) -> bool:
         if min(xs) > 0 and max(xs) / min(xs) >= 10:  # a field swept over a decade or more is swept geometrically
             ax.set_xscale("log")
         ax.set(xlabel=field, ylabel=y, title=panel or None)
-    _finish(plt, fig, axes, path, f"{y} against {field} (mean ± sd over seeds)")
-    return True
+    return _finish(fig, axes, path, f"{y} against {field} (mean ± sd over seeds)")

@@ -1,7 +1,7 @@
 """``compare``: finished runs → ``report.md`` (mean ± 95% CI over seeds, grouped by the fields that differ) + plots.
 
 Runs are grouped by every config field whose value differs between the runs, except ``seed``; each metric gets a
-table (group, mean ± 95% bootstrap CI, n seeds). When the runs share a target (``train.target_metric``), a
+table (group, mean [95% t interval], n seeds). When the runs share a target (``train.target_metric``), a
 time-to-target table gives, per group, the median steps, epochs and evaluations to reach it (censored runs counted
 as never), the number censored, and the median ratio against the first group with its bootstrap CI.
 """
@@ -13,104 +13,17 @@ import math
 import re
 from pathlib import Path
 
-import numpy as np
-
-from experiments import plots as figures
-from experiments import stats
+from experiments.analysis import stats
+from experiments.analysis.folders import SUMMARY_FIELDS, group_runs, load_runs
 from experiments.errors import ConfigError
-from experiments.front import front_section
-from experiments.post_report import post_section
-from experiments.scaling import training_compute
-
-SUMMARY_FIELDS = ("param_count", "flops_per_step", "flops_per_example", "step_time_s", "examples_per_s",
-                  "compile_time_s", "peak_memory_bytes")
-
-
-def find_runs(dirs) -> list[Path]:
-    """Every finished run (a folder with ``summary.json``) in or under the given folders."""
-    found = []
-    for d in map(Path, dirs):
-        if not d.exists():
-            raise ConfigError(f"compare: {str(d)!r} does not exist; give run or sweep folders")
-        found += sorted(p.parent for p in d.rglob("summary.json"))
-    if not found:
-        raise ConfigError(f"compare: no finished run (summary.json) under {', '.join(map(str, dirs))}")
-    return list(dict.fromkeys(found))
+from experiments.reports import cells
+from experiments.reports import plots as figures
+from experiments.reports.fronts import front_section
+from experiments.reports.post_tables import post_section
+from experiments.reports.scaling_sections import scaling_section
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = json.dumps(v) if isinstance(v, list) else v
-    return out
-
-
-def load_runs(dirs) -> list[dict]:
-    runs = []
-    for d in find_runs(dirs):
-        config = json.loads((d / "config.json").read_text())
-        summary = json.loads((d / "summary.json").read_text())
-        values = {k: v for k, v in summary.get("final", {}).items() if isinstance(v, (int, float))}
-        values.update({k: summary[k] for k in SUMMARY_FIELDS if isinstance(summary.get(k), (int, float))})
-        named = {"flops_cost_analysis": "train_flops", "flops_6nd": "train_flops_6nd"}
-        values.update({named[k]: v for k, v in training_compute(summary, config).items()})
-        runs.append({"dir": d, "config": config, "flat": _own_seed_named(config), "values": values,
-                     "summary": summary})
-    return runs
-
-
-def _own_seed_named(config: dict) -> dict:
-    """The flat config, where a string naming the run's own seed (a teacher ``.../teacher__seed=2`` filled in from
-    ``{seed}``) reads ``seed={seed}`` again, so the runs of one setting group together across seeds."""
-    own = re.compile(rf"seed={config.get('seed')}(?!\d)")
-    flat = _flatten({k: v for k, v in config.items() if k != "sweep"})
-    return {k: own.sub("seed={seed}", v) if isinstance(v, str) and k != "seed" else v for k, v in flat.items()}
-
-
-def group_runs(runs: list[dict]) -> tuple[list[str], dict[str, list[dict]]]:
-    """Runs grouped by the config fields that differ between them (seed aside). Labels name as few fields as
-    separate the groups (greedily, most varied first, a ``name`` field before others) and leave out fields a run
-    doesn't have."""
-    keys = sorted({k for r in runs for k in r["flat"]})
-    differing = [k for k in keys if k != "seed" and len({json.dumps(r["flat"].get(k)) for r in runs}) > 1]
-
-    def n_groups(ks):
-        return len({tuple(json.dumps(r["flat"].get(k)) for k in ks) for r in runs})
-
-    target, chosen = n_groups(differing), []
-    for k in sorted(differing, key=lambda k: (-len({json.dumps(r["flat"].get(k)) for r in runs}),
-                                         not k.endswith(".name"), k)):
-        if n_groups(chosen) == target:
-            break
-        if n_groups(chosen + [k]) > n_groups(chosen):
-            chosen.append(k)
-    chosen = [k for k in differing if k in chosen]
-    groups: dict[str, list[dict]] = {}
-    for r in runs:
-        label = ", ".join(f"{k}={r['flat'].get(k)}" for k in chosen if r["flat"].get(k) is not None) or "all runs"
-        groups.setdefault(label, []).append(r)
-    return chosen, groups
-
-
-def _fmt(x: float) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    if math.isinf(x):
-        return "not reached"
-    a = abs(x)
-    return f"{x:.4g}" if (a == 0 or 1e-3 <= a < 1e5) else f"{x:.3e}"
-
-
-def _ci_cell(values) -> str:
-    m, lo, hi = stats.bootstrap_ci(values)
-    return f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]"
-
-
-def _matching_baseline(label: str, groups: dict[str, list[dict]], bases: list[str]) -> str:
+def matching_baseline(label: str, groups: dict[str, list[dict]], bases: list[str]) -> str:
     """The baseline group that shares the most config values with ``label``'s group (the first on a tie), so in a
     grid sweep each group is compared with the baseline at the same grid point (the same task, size, ...)."""
     mine = {k: json.dumps(v) for k, v in groups[label][0]["flat"].items() if k != "seed"}
@@ -146,49 +59,66 @@ def target_table(groups: dict[str, list[dict]], baseline: str | None = None) -> 
               "| group | n | censored | steps | epochs | " + " | ".join(k.replace("_", " ") for k in counters)
               + " | steps ratio |", "|---|---|---|---|---|" + "---|" * len(counters) + "---|"]
     for label, rows in per_group.items():
-        cells = [_ci_cell_median([r[k] for r in rows]) if all(k in r for r in rows) else "n/a"
-                 for k in ("step", "epoch", *counters)]
-        base = [r["step"] for r in per_group[_matching_baseline(label, groups, bases)]]
-        ratio = stats.ratio_ci([r["step"] for r in rows], base)
-        lines.append(f"| {label} | {len(rows)} | {sum(r['censored'] for r in rows)} | " + " | ".join(cells)
-                     + f" | {_fmt(ratio[0])} [{_fmt(ratio[1])}, {_fmt(ratio[2])}] |")
+        row = [cells.median_cell([r[k] for r in rows]) if all(k in r for r in rows) else "n/a"
+               for k in ("step", "epoch", *counters)]
+        base = [r["step"] for r in per_group[matching_baseline(label, groups, bases)]]
+        ratio = stats.median_ratio_ci([r["step"] for r in rows], base)
+        lines.append(f"| {label} | {len(rows)} | {sum(r['censored'] for r in rows)} | " + " | ".join(row)
+                     + f" | {cells.interval(*ratio)} |")
     return lines + [""]
 
 
-def _ci_cell_median(values) -> str:
-    m, lo, hi = stats.bootstrap_ci(values, statistic=np.median)
-    return f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]"
+def summary_table(dirs, metrics, baseline: str = "") -> str:
+    """A plain-text table for the terminal: per group, each metric's mean [95% interval] over seeds and, against the
+    ``baseline`` group (its label or a value in it; default the first), the ratio of means (paired over shared
+    seeds where the groups share them)."""
+    _, groups = group_runs(load_runs(dirs))
+    base = next((g for g in groups if baseline and (baseline == g or baseline in g.split("=", 1)[-1].split(", "))),
+                next(iter(groups)))
+    rows = [["group", "n"] + [m for m in metrics] + [f"{m} / {base}" for m in metrics]]
+    for label, runs in groups.items():
+        row = [label, str(len(runs))]
+        row += [cells.mean_cell([r["values"].get(m, math.nan) for r in runs]) for m in metrics]
+        for m in metrics:
+            a = {r["flat"].get("seed"): r["values"].get(m, math.nan) for r in runs}
+            b = {r["flat"].get("seed"): r["values"].get(m, math.nan) for r in groups[base]}
+            paired = set(a) == set(b) and len(a) == len(runs) and len(b) == len(groups[base])
+            seeds = sorted(a) if paired else []
+            ratio = (stats.ratio_ci([a[s] for s in seeds], [b[s] for s in seeds], paired=True) if paired
+                     else stats.ratio_ci(list(a.values()), list(b.values())))
+            row.append(cells.number(ratio[0]) if math.isnan(ratio[1]) else cells.interval(*ratio))
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def compare(dirs, out: str | Path, *, scatter=(), metrics=None, baseline: str | None = None, post=(),
+def compare(dirs, out: str | Path, *, scatter=(), baseline: str | None = None, post=(),
             scaling=(), front=(), n_boot: int = 200) -> Path:
     """Write ``out/report.md`` and PNG plots for the finished runs under ``dirs``; returns the report's path.
     Runs with post-training stages get a stage table and plots of metrics against stage parameters (``post``:
     extra ``(param, metric)`` pairs). ``scaling``: ``(compute, loss)`` pairs fitted as power laws per group
     (``train_flops`` = FLOPs per step × steps; ``train_flops_6nd`` = 6 · active params · tokens where recorded).
-    ``front``: ``(x, y)`` pairs drawn for every group and post stage with the Pareto front (``experiments.front``;
+    ``front``: ``(x, y)`` pairs drawn for every group and post stage with the Pareto front (``experiments.reports.fronts``;
     configs add theirs and the stages to show with ``sweep.front`` / ``sweep.front_post``)."""
     runs = load_runs(dirs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     differing, groups = group_runs(runs)
     names = sorted({k for r in runs for k in r["values"]}, key=lambda k: (k in SUMMARY_FIELDS, k))
-    if metrics:
-        names = [m for m in names if m in metrics]
     lines = ["# Comparison", "", f"{len(runs)} runs in {len(groups)} groups; grouped by: "
              f"{', '.join(differing) or 'nothing (all runs share one config but the seed)'}.",
-             "Cells: mean [95% bootstrap CI] over seeds.", ""]
+             "Cells: mean [95% t interval] over seeds.", ""]
     lines += target_table(groups, baseline)
     lines += ["## Summary", "", "| group | n | " + " | ".join(names[:6]) + " |", "|---|---|" + "---|" * len(names[:6])]
     for label, rs in groups.items():
-        lines.append(f"| {label} | {len(rs)} | " + " | ".join(_ci_cell([r["values"].get(m, math.nan) for r in rs])
+        lines.append(f"| {label} | {len(rs)} | " + " | ".join(cells.mean_cell([r["values"].get(m, math.nan) for r in rs])
                                                         for m in names[:6]) + " |")
     lines.append("")
     for m in names:
         lines += [f"## {m}", "", "| group | n | mean [95% CI] |", "|---|---|---|"]
         for label, rs in groups.items():
             vals = [r["values"][m] for r in rs if m in r["values"]]
-            lines.append(f"| {label} | {len(vals)} | {_ci_cell(vals)} |")
+            lines.append(f"| {label} | {len(vals)} | {cells.mean_cell(vals)} |")
         lines.append("")
     plots = []
     curve_metrics = ["loss"] + sorted({r["config"].get("train", {}).get("target_metric") for r in runs} - {None, ""})
@@ -204,8 +134,6 @@ def compare(dirs, out: str | Path, *, scatter=(), metrics=None, baseline: str | 
         if (figures.along if swept else figures.scatter)(groups, x, y, path):
             plots.append(path.name)
     for compute_key, loss_key in scaling:
-        from experiments.scaling_report import scaling_section
-
         more, pngs = scaling_section(runs, out, compute_key, loss_key, baseline, n_boot=n_boot)
         lines += more
         plots += pngs

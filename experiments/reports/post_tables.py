@@ -1,7 +1,7 @@
 """The post-training stages of finished runs in ``compare``: a table per stage and metrics against a stage parameter.
 
 Each run's ``summary.json["post"]`` lists its stages (name, parameters, metrics). Per stage label the table gives
-mean [95% bootstrap CI] over the seeds of each group; a plot draws a metric against a numeric stage parameter, one
+mean [95% t interval] over the seeds of each group; a plot draws a metric against a numeric stage parameter, one
 line per stage name (and per setting of its other parameters), with the trained model's own value dashed.
 """
 
@@ -11,8 +11,10 @@ import math
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
-from experiments import stats
+from experiments.reports.cells import mean_cell
+from experiments.reports.plots import log_scale_wanted, style
 
 
 def _rows(groups) -> list[dict]:
@@ -23,13 +25,6 @@ def _rows(groups) -> list[dict]:
                 rows.append({"group": group, "stage": p["stage"], "label": p["label"], "params": p["params"],
                              "metrics": p["metrics"], "run": r})
     return rows
-
-
-def _cell(values) -> str:
-    from experiments.report import _fmt
-
-    m, lo, hi = stats.bootstrap_ci(values)
-    return f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]"
 
 
 def _numeric_varying(rows, stage: str) -> list[str]:
@@ -48,13 +43,13 @@ def post_section(groups, out: Path, metrics: list[str], pairs=()) -> tuple[list[
         return [], []
     shown = [m for m in metrics if any(m in r["metrics"] for r in rows)][:6]
     lines = ["## Post-training stages", "", "Each stage applied to the trained model of every seed, evaluated on the "
-             "eval split. Cells: mean [95% bootstrap CI] over seeds.", "",
+             "eval split. Cells: mean [95% t interval] over seeds.", "",
              "| group | stage | n | " + " | ".join(shown) + " |", "|---|---|---|" + "---|" * len(shown)]
     table: dict[tuple, list] = {}
     for r in rows:
         table.setdefault((r["group"], r["label"]), []).append(r)
     for (group, label), rs in table.items():
-        cells = [_cell([x["metrics"].get(m, math.nan) for x in rs]) for m in shown]
+        cells = [mean_cell([x["metrics"].get(m, math.nan) for x in rs]) for m in shown]
         lines.append(f"| {group} | {label} | {len(rs)} | " + " | ".join(cells) + " |")
     plots = []
     wanted = {(p, m) for stage in {r["stage"] for r in rows} for p in _numeric_varying(rows, stage) for m in shown}
@@ -66,11 +61,6 @@ def post_section(groups, out: Path, metrics: list[str], pairs=()) -> tuple[list[
 
 
 def _plot(rows, param: str, metric: str, path: Path) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     series: dict[str, dict] = {}
     for r in rows:
         x, y = r["params"].get(param), r["metrics"].get(metric)
@@ -81,9 +71,8 @@ def _plot(rows, param: str, metric: str, path: Path) -> bool:
             series.setdefault(name, {}).setdefault(x, []).append(y)
     if not series:
         return False
-    from experiments.plots import log_scale_wanted, style
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     values = []
     for i, (name, points) in enumerate(series.items()):
         xs = sorted(points)
@@ -101,18 +90,4 @@ def _plot(rows, param: str, metric: str, path: Path) -> bool:
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return True
-
-
-def parse_pairs(items, option: str = "--post", example: str = "sparsity:loss") -> list[tuple[str, str]]:
-    """``["sparsity:bits_per_char"]`` → ``[("sparsity", "bits_per_char")]``; ConfigError naming ``option``."""
-    from experiments.errors import ConfigError
-
-    out = []
-    for item in items:
-        if item.count(":") != 1 or not all(item.split(":")):
-            raise ConfigError(f"{option}: {item!r} is malformed; write A:B, e.g. {example}")
-        out.append(tuple(item.split(":")))
-    return out
-

@@ -16,7 +16,7 @@ Factories:
              stages as ``[[post]]`` tables (``name`` + the transform's fields; a list value is a grid).
 
 ``cfg`` is an instance of the dataclass given as ``config=`` at registration (its fields are the keys allowed
-in the config file's section, typed and validated by ``experiments.config``), or ``None`` when none was given.
+in the config file's section, typed and validated by ``experiments.runner.config``), or ``None`` when none was given.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import os
 from typing import Any, Callable
 
 from experiments.errors import ConfigError
+from experiments.runner.fields import build_dataclass
 
 PLUGIN_GROUP = "beyondscale.plugins"
 
@@ -41,6 +42,7 @@ class Entry:
     config: type | None = None
     hooks: tuple[str, ...] = ()
     doc: str = ""
+    counters: tuple[str, ...] = ()  # optimizer state fields the runner sums and logs (besides ``*_evals``)
 
 
 @dataclasses.dataclass
@@ -61,11 +63,11 @@ class HookContext:
 _TABLES: dict[str, dict[str, Entry]] = {"model": {}, "task": {}, "optimizer": {}, "hook": {}, "transform": {}}
 
 
-def _register(kind: str, name: str, factory, config, hooks, doc):
+def _register(kind: str, name: str, factory, config, hooks, doc, counters=()):
     def add(fn):
         text = doc if doc is not None else (fn.__doc__ or "").strip().splitlines()[0:1]
         text = text if isinstance(text, str) else (text[0] if text else "")
-        _TABLES[kind][name] = Entry(kind, name, fn, config, tuple(hooks), text)
+        _TABLES[kind][name] = Entry(kind, name, fn, config, tuple(hooks), text, tuple(counters))
         return fn
 
     return add(factory) if factory is not None else add
@@ -81,9 +83,12 @@ def register_task(name: str, factory=None, *, config: type | None = None, hooks=
     return _register("task", name, factory, config, hooks, doc)
 
 
-def register_optimizer(name: str, factory=None, *, config: type | None = None, hooks=(), doc: str | None = None):
-    """Register an optimizer factory ``(cfg, *, learning_rate, weight_decay) -> GradientTransformation``."""
-    return _register("optimizer", name, factory, config, hooks, doc)
+def register_optimizer(name: str, factory=None, *, config: type | None = None, hooks=(), counters=(),
+                       doc: str | None = None):
+    """Register an optimizer factory ``(cfg, *, learning_rate, weight_decay) -> GradientTransformation``.
+    ``counters``: names of fields of its state (NamedTuples) that count events (accepted jumps, say); the runner
+    logs their sums at every evaluation, as it does every ``*_evals`` field."""
+    return _register("optimizer", name, factory, config, hooks, doc, counters)
 
 
 def register_hook(name: str, fn=None, *, doc: str | None = None):
@@ -112,6 +117,12 @@ def names(kind: str) -> list[str]:
     return sorted(_TABLES[kind])
 
 
+def counter_names() -> tuple[str, ...]:
+    """Every counter field a registered optimizer declares (a wrapping optimizer's inner state is walked too)."""
+    load_plugins()
+    return tuple(dict.fromkeys(c for e in _TABLES["optimizer"].values() for c in e.counters))
+
+
 def entries(kind: str) -> list[Entry]:
     load_plugins()
     return [_TABLES[kind][n] for n in sorted(_TABLES[kind])]
@@ -127,8 +138,6 @@ def build_optimizer(name: str, cfg=None, *, learning_rate, weight_decay: float =
     """
     entry = get("optimizer", name)
     if entry.config is not None and not dataclasses.is_dataclass(cfg):
-        from experiments.config import build_dataclass
-
         cfg = build_dataclass(f"optimizer {name!r}", entry.config, cfg or {})
     kwargs = {"learning_rate": learning_rate, "weight_decay": weight_decay}
     if "key" in inspect.signature(entry.factory).parameters:
@@ -151,7 +160,7 @@ def load_plugins() -> None:
     if _loaded:
         return
     _loaded = True
-    modules = ["experiments.builtin"]
+    modules = ["experiments.runner.builtin"]
     for ep in importlib.metadata.entry_points(group=PLUGIN_GROUP):
         modules.append(ep.value)
     modules += [m.strip() for m in os.environ.get("BEYONDSCALE_PLUGINS", "").split(",") if m.strip()]

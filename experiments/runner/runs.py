@@ -14,12 +14,13 @@ from pathlib import Path
 
 import jax
 
-from experiments import metrics as M
-from experiments.build import build
-from experiments.checkpoint import Checkpointer
-from experiments.config import Config, apply_overrides, validate
 from experiments.errors import ConfigError
-from experiments.post import run_stages
+from experiments.runner import metrics as M
+from experiments.runner.build import build
+from experiments.runner.checkpoint import Checkpointer
+from experiments.runner.config import Config, apply_overrides, validate
+from experiments.runner.stages import run_stages
+from experiments.runner.train import Log, enable_compilation_cache, make_optimizer, model_of
 
 
 def _finished(run_dir, key: str) -> Path:
@@ -35,10 +36,8 @@ def _finished(run_dir, key: str) -> Path:
 
 def _restore(run_dir: Path, config: Config):
     """``(built, state, step)``: the run rebuilt from its config, its final checkpoint restored."""
-    from experiments.train import build_optimizer, enable_compilation_cache
-
     enable_compilation_cache()
-    built = build(config, lambda model: build_optimizer(config, model=model))
+    built = build(config, lambda model: make_optimizer(config, model=model))
     ckpt = Checkpointer(run_dir)
     step = ckpt.latest_step()
     if step is None:
@@ -51,8 +50,6 @@ def _restore(run_dir: Path, config: Config):
 def load_run(run_dir, *, key: str = "run_dir"):
     """``(model, config)`` of a finished run: the registered model with its final checkpoint, in eval mode.
     ``key`` names the config key or argument that gave ``run_dir`` in error messages."""
-    from experiments.train import model_of
-
     run_dir = _finished(run_dir, key)
     config = validate(json.loads((run_dir / "config.json").read_text()), source=str(run_dir / "config.json"))
     built, state, _ = _restore(run_dir, config)
@@ -63,8 +60,6 @@ def evaluate_run(run_dir, overrides=()) -> list[dict]:
     """Rerun post-training stages on a finished run: those in its config, or ``post=[...]`` from the overrides.
     Appends one ``post`` event per stage to ``metrics.jsonl`` and the stages to ``summary.json["post"]`` (an
     entry with the same label is replaced by the new one); training events are untouched."""
-    from experiments.train import Log, model_of
-
     run_dir = _finished(run_dir, "RUN_DIR")
     raw = json.loads((run_dir / "config.json").read_text())
     for item in overrides:

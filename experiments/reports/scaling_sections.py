@@ -13,43 +13,23 @@ import math
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator, ScalarFormatter
 
-from experiments import scaling
+from experiments.analysis import scaling
+from experiments.analysis.folders import families, points
 from experiments.errors import ConfigError
-
-
-def _numeric(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def families(runs: list[dict]) -> tuple[dict, list[str]]:
-    """``({family label: {size label: [run, ...]}}, size fields)``."""
-    keys = sorted({k for r in runs for k in r["flat"]} - {"seed"})
-    differing = [k for k in keys if len({str(r["flat"].get(k)) for r in runs}) > 1]
-    size_keys = [k for k in differing if all(_numeric(r["flat"].get(k)) for r in runs)]
-    family_keys = [k for k in differing if k not in size_keys]
-    out: dict = {}
-    for r in runs:
-        fam = ", ".join(f"{k}={r['flat'].get(k)}" for k in family_keys) or "all runs"
-        size = ", ".join(f"{k.split('.')[-1]}={r['flat'].get(k)}" for k in size_keys) or "one size"
-        out.setdefault(fam, {}).setdefault(size, []).append(r)
-    return out, size_keys
-
-
-def _points(sizes: dict, compute: str, loss: str) -> list[tuple]:
-    return [(size, r["values"][compute], r["values"][loss]) for size, rs in sizes.items() for r in rs
-            if _numeric(r["values"].get(compute)) and _numeric(r["values"].get(loss))]
+from experiments.reports.cells import interval, number
+from experiments.reports.plots import legend_name, style
 
 
 def scaling_section(runs, out: Path, compute: str, loss: str, baseline: str | None = None,
                     n_boot: int = 200) -> tuple[list[str], list[str]]:
     """Markdown lines and the plot's file name for ``loss`` against ``compute``."""
-    from experiments.report import _fmt
-
     fams, size_keys = families(runs)
     fits = {}
     for fam, sizes in fams.items():
-        pts = _points(sizes, compute, loss)
+        pts = points(sizes, compute, loss)
         if len({s for s, _, _ in pts}) >= 3:
             fits[fam] = (scaling.bootstrap_fit(pts, n_boot=n_boot, seed=0), sizes)
     if not fits:
@@ -67,27 +47,27 @@ def scaling_section(runs, out: Path, compute: str, loss: str, baseline: str | No
              f"L = A·C^(−α) (Kaplan et al. 2020's form), the log-log slope.", "",
              "| group | sizes | runs | α | E | log A | α with E = 0 |", "|---|---|---|---|---|---|---|"]
     for fam, (boot, sizes) in fits.items():
-        cells = [f"{_fmt(boot.slope if k == 'slope' else getattr(boot.fit, k))} [{_fmt(boot.ci(k)[0])}, "
-                 f"{_fmt(boot.ci(k)[1])}]" for k in ("alpha", "E", "log_A", "slope")]
+        cells = [interval(boot.slope if k == "slope" else getattr(boot.fit, k), *boot.ci(k))
+                 for k in ("alpha", "E", "log_A", "slope")]
         lines.append(f"| {fam} | {len(sizes)} | {sum(map(len, sizes.values()))} | " + " | ".join(cells) + " |")
     lines += ["", f"Compute multiplier against `{base}`: the {base} compute reaching each size's mean {loss}, over "
               "that size's mean compute (> 1: the group needs less compute).", "",
               "| group | size | mean compute | mean loss | multiplier [95% CI] |", "|---|---|---|---|---|"]
     for fam, sizes in fams.items():
         for size, rs in sizes.items():
-            pts = _points({size: rs}, compute, loss)
+            pts = points({size: rs}, compute, loss)
             if not pts:
                 continue
             c, y = float(np.mean([p[1] for p in pts])), float(np.mean([p[2] for p in pts]))
             m = scaling.compute_multiplier(fits[base][0], c, y)
-            cell = m.get("note") or f"{_fmt(m['multiplier'])} [{_fmt(m['ci'][0])}, {_fmt(m['ci'][1])}]"
-            lines.append(f"| {fam} | {size} | {_fmt(c)} | {_fmt(y)} | {cell} |")
+            cell = m.get("note") or interval(m["multiplier"], *m["ci"])
+            lines.append(f"| {fam} | {size} | {number(c)} | {number(y)} | {cell} |")
     path = out / f"scaling_{loss}_vs_{compute}.png"
     _plot(fams, fits, compute, loss, path)
     return lines + [""], [path.name]
 
 
-def _two_and_five(x: float, _pos=None) -> str:
+def two_and_five(x: float, _pos=None) -> str:
     """A minor tick's label on a log axis only at 2 and 5 times a power of ten (``2e12``)."""
     exponent = math.floor(math.log10(x))
     mantissa = round(x / 10 ** exponent)
@@ -95,17 +75,11 @@ def _two_and_five(x: float, _pos=None) -> str:
 
 
 def _plot(fams, fits, compute: str, loss: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from experiments.plots import legend_name, style
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig = Figure(figsize=(7.5, 4.8))
+    ax = fig.subplots()
     for i, (fam, sizes) in enumerate(fams.items()):
         kw = style(i)
-        pts = _points(sizes, compute, loss)
+        pts = points(sizes, compute, loss)
         if not pts:
             continue
         by_size = {}
@@ -124,10 +98,8 @@ def _plot(fams, fits, compute: str, loss: str, path: Path) -> None:
                     label=f"{name}: fit, α={boot.fit.alpha:.3g}")
             ax.fill_between(grid, np.percentile(curves, 2.5, 0), np.percentile(curves, 97.5, 0), alpha=0.15,
                             color=kw["color"])
-    from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator, ScalarFormatter
-
     ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(FuncFormatter(_two_and_five))  # every minor label would run into the next
+    ax.xaxis.set_minor_formatter(FuncFormatter(two_and_five))  # every minor label would run into the next
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(ScalarFormatter())  # plain numbers: losses rarely span a decade
     lo, hi = ax.get_ylim()
@@ -141,4 +113,3 @@ def _plot(fams, fits, compute: str, loss: str, path: Path) -> None:
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)  # off the data
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)

@@ -1,8 +1,8 @@
 """The runner's own registrations: optax optimizers by name, and a generic task and models.
 
-The generic task is image classification on scikit-learn's bundled digits (1,797 8×8 images, no download), with an
-MLP and a small CNN; it makes the quickstart run before (and without) any model path, and the quantum path reuses it
-for its digits experiments.
+The generic task is image classification on scikit-learn's bundled digits (1,797 8×8 images, no download), with a
+small CNN; the quickstart's MLP (``model.name = "mlp"``) is ``hybrid.backbones.MLP``, registered by the hybrid glue
+module, so the toolkit has one MLP. The quantum path reuses the digits task for its digits experiments.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from sklearn.datasets import load_digits as sk_load
 
-from experiments.config import at_least
-from experiments.registry import register_model, register_optimizer, register_task
-from experiments.task import Task
+from experiments.runner.fields import at_least
+from experiments.runner.registry import register_model, register_optimizer, register_task
+from experiments.runner.task import Task
 
 # ------------------------------------------------------------------------------------------------ optimizers
 
@@ -96,8 +97,6 @@ class DigitsConfig:
 
 def load_digits(downscale: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Images ``[1797, 8/d, 8/d, 1]`` in [0, 1] and labels ``[1797]`` from scikit-learn's bundled copy."""
-    from sklearn.datasets import load_digits as sk_load
-
     data = sk_load()
     x = (data.images / 16.0).astype(np.float32)
     if downscale > 1:
@@ -127,30 +126,10 @@ def digits_task(cfg, *, key):
         loss=classification_loss,
         spec={"input_shape": x.shape[1:], "num_classes": 10},
         examples_per_epoch=len(tr),
-        target_metric=("accuracy", "max"),
     )
 
 
 # ---------------------------------------------------------------------------------------------------- models
-
-ACTIVATIONS = {"relu": jax.nn.relu, "gelu": jax.nn.gelu, "tanh": jnp.tanh, "silu": jax.nn.silu}
-
-
-class MLP(nnx.Module):
-    """A multilayer perceptron on flattened inputs ``[B, ...] -> [B, out]``."""
-
-    def __init__(self, in_features: int, hidden, out_features: int, *, activation="relu", rngs: nnx.Rngs):
-        sizes = [in_features, *hidden]
-        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
-        self.head = nnx.Linear(sizes[-1], out_features, rngs=rngs)
-        self.activation = ACTIVATIONS[activation]
-
-    def __call__(self, x):
-        x = x.reshape(x.shape[0], -1)
-        for layer in self.layers:
-            x = self.activation(layer(x))
-        return self.head(x)
-
 
 class CNN(nnx.Module):
     """A small CNN ``[B, H, W, C] -> [B, out]``: 3×3 convolutions with ReLU, global average pooling, an MLP head."""
@@ -168,27 +147,12 @@ class CNN(nnx.Module):
 
 
 @dataclasses.dataclass
-class MLPConfig:
-    hidden: list[int] = dataclasses.field(default_factory=lambda: [128])
-    activation: Literal["relu", "gelu", "tanh", "silu"] = "relu"
-
-    def __post_init__(self):
-        at_least(self, hidden=1)
-
-
-@dataclasses.dataclass
 class CNNConfig:
     channels: list[int] = dataclasses.field(default_factory=lambda: [16, 32])
     hidden: int = 64
 
     def __post_init__(self):
         at_least(self, channels=1, hidden=1)
-
-
-@register_model("mlp", config=MLPConfig, doc="MLP classifier on flattened inputs")
-def _mlp(cfg, *, task, rngs):
-    in_features = int(np.prod(task.spec["input_shape"]))
-    return MLP(in_features, cfg.hidden, task.spec["num_classes"], activation=cfg.activation, rngs=rngs)
 
 
 @register_model("cnn", config=CNNConfig, doc="small CNN classifier on [H, W, C] images")

@@ -1,0 +1,103 @@
+"""The claims suite: every claim's experiment run at a size (finished runs reused), the report written with a
+section per claim and the hardware and library versions, and ``publish`` (the report and its plots copied where
+they can be checked in)."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import re
+import shutil
+from pathlib import Path
+
+from experiments.analysis.folders import load_runs
+from experiments.claims.claim import all_claims, plan, runs_folder
+from experiments.claims.sections import claim_section, skipped_section
+from experiments.reports.compare import compare
+from experiments.runner.train import run
+from experiments.sweeps.sweep import finished, in_folder
+
+
+def load_claim_runs(claim_runs) -> list[dict]:
+    """The finished runs (``experiments.reports.compare.load_runs``), each tagged with the variant it belongs to."""
+    variant_of = {Path(d): v for v, d in claim_runs}
+    runs = load_runs(list(variant_of))
+    for r in runs:
+        r["variant"] = variant_of[Path(r["dir"])]
+    return runs
+
+
+def run_claims(size: str = "smoke", out: str | Path = "runs/claims", only=None, *, quiet: bool = True,
+               log=print) -> Path:
+    """Run every claim's experiment at ``size`` under ``out`` (finished runs are reused) and write ``REPORT.md``."""
+    out = Path(out)
+    claims = all_claims(only)
+    plans = {c.path.stem: plan(c, size) for c in claims}  # validate everything before running anything
+    lines = [f"# Claims report (size `{size}`)", "",
+             "Each section: the claim and its source figure, what was measured at this toolkit's scale, the verdict "
+             "rule fixed before the runs, and the verdict that follows from it.", ""]
+    all_runs = []
+    for claim in claims:
+        if claim.sizes.get(size, {}).get("skip"):
+            lines += skipped_section(claim, size)
+            continue
+        claim_runs = []
+        for i, (variant, name, config) in enumerate(plans[claim.path.stem], 1):
+            rundir = out / runs_folder(claim, size) / name
+            config = in_folder(config, rundir.parent)
+            if not finished(rundir, config):
+                log(f"[{claim.path.stem} {i}/{len(plans[claim.path.stem])}] {name}")
+                if rundir.exists() and not (rundir / "checkpoints").exists():
+                    shutil.rmtree(rundir)
+                run(config, rundir, quiet=quiet)
+            claim_runs.append((variant, rundir))
+        report_dir = out / claim.path.stem / "report"
+        shutil.rmtree(report_dir, ignore_errors=True)  # the suite's own derived plots: none left from a last report
+        compare([d for _, d in claim_runs], report_dir, scatter=[tuple(p) for p in claim.scatter],
+                scaling=[tuple(p) for p in claim.scaling], baseline=claim.baseline)
+        runs = load_claim_runs(claim_runs)
+        all_runs += runs
+        lines += claim_section(claim, runs, size, report_dir, out)
+    lines += environment(all_runs)
+    report = out / "REPORT.md"
+    report.write_text("\n".join(lines))
+    return report
+
+
+def environment(runs: list[dict]) -> list[str]:
+    s = runs[0]["summary"] if runs else {}
+    libs = []
+    for name in ("jax", "flax", "optax", "orbax-checkpoint", "mctx", "pennylane", "torch", "snntorch", "nir"):
+        try:
+            libs.append(f"{name} {md.version(name)}")
+        except md.PackageNotFoundError:
+            pass
+    return ["## Hardware and libraries", "",
+            f"- device: {s.get('device_count', '?')} × {s.get('device_kind', '?')} ({s.get('platform', '?')}), "
+            f"CPU cores: {s.get('cpu_count', '?')}, Python {s.get('python', '?')}", f"- {', '.join(libs)}", ""]
+
+
+def publish(report: str | Path, dest: str | Path) -> Path:
+    """Copy ``REPORT.md`` and the plots it shows to ``dest`` (plots under ``dest/claims_figures/``, links rewritten),
+    so a finished report can be checked in away from its runs; returns the new report's path. Plots left in
+    ``claims_figures/`` by an earlier report that this one no longer shows are removed."""
+    report, dest = Path(report), Path(dest)
+    figures = dest / "claims_figures"
+    text = report.read_text()
+    kept = set()
+
+    def move(match):
+        src = report.parent / match.group(2)
+        target = figures / match.group(2).replace("/report/", "/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, target)
+        kept.add(target)
+        return f"![{match.group(1)}]({target.relative_to(dest).as_posix()})"
+
+    out = dest / "REPORT.md"
+    out.write_text(re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", move, text))
+    for stale in set(figures.rglob("*.png")) - kept:
+        stale.unlink()
+    for folder in sorted(figures.rglob("*"), reverse=True):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return out
