@@ -12,6 +12,7 @@ from experiments.analysis.folders import (
     own_seed_named,
     points,
     read_events,
+    variant_name,
 )
 from experiments.analysis.scaling import (
     BootstrapFit,
@@ -65,6 +66,7 @@ __all__ = [
     "PowerLaw",
     "ratio_ci",
     "read_events",
+    "variant_name",
     "SUMMARY_FIELDS",
     "time_to_target",
     "to_target_key",

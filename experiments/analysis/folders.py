@@ -96,6 +96,13 @@ def group_runs(runs: list[dict]) -> tuple[list[str], dict[str, list[dict]]]:
     return chosen, groups
 
 
+def variant_name(runs) -> str | None:
+    """The sweep variant the runs share (their folders' ``VARIANT__...`` prefix), or None."""
+    variants = {Path(r["dir"]).name.split("__")[0] for r in runs if "__" in Path(r["dir"]).name}
+    one = variants.pop() if len(variants) == 1 else None
+    return None if one is None or one.startswith("seed=") else one
+
+
 def numeric(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

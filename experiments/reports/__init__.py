@@ -3,7 +3,7 @@ efficiency fronts, scaling sections, and the table cells every section writes. R
 ``experiments.analysis``; never imports the runner."""
 
 from experiments.reports import cells, plots
-from experiments.reports.cells import interval, mean_cell, median_cell, number
+from experiments.reports.cells import compact, interval, mean_cell, median_cell, number
 from experiments.reports.compare import compare, matching_baseline, summary_table, target_table
 from experiments.reports.fronts import front_points, front_section, pareto
 from experiments.reports.post_tables import post_section
@@ -11,6 +11,7 @@ from experiments.reports.scaling_sections import scaling_section, two_and_five
 
 __all__ = [
     "cells",
+    "compact",
     "compare",
     "front_points",
     "front_section",

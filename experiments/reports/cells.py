@@ -28,6 +28,13 @@ def interval(estimate, low, high) -> str:
     return f"{number(estimate)} [{number(low)}, {number(high)}]"
 
 
+def compact(estimate, low, high) -> str:
+    """``interval``, or the estimate alone where there is no interval (one seed) or it has no width."""
+    if math.isnan(low) or math.isnan(high) or low == high == estimate:
+        return number(estimate)
+    return interval(estimate, low, high)
+
+
 def mean_cell(values) -> str:
     """The mean of ``values`` (seeds) with its 95% interval."""
     return interval(*stats.mean_ci(values))

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from experiments.analysis import stats
-from experiments.analysis.folders import SUMMARY_FIELDS, group_runs, load_runs
+from experiments.analysis.folders import SUMMARY_FIELDS, group_runs, load_runs, variant_name
 from experiments.errors import ConfigError
 from experiments.reports import cells
 from experiments.reports import plots as figures
@@ -69,24 +69,26 @@ def target_table(groups: dict[str, list[dict]], baseline: str | None = None) -> 
 
 
 def summary_table(dirs, metrics, baseline: str = "") -> str:
-    """A plain-text table for the terminal: per group, each metric's mean [95% interval] over seeds and, against the
-    ``baseline`` group (its label or a value in it; default the first), the ratio of means (paired over shared
-    seeds where the groups share them)."""
+    """A plain-text table for the terminal: per group (its sweep variant where it has one), each metric's mean
+    [95% interval] over seeds and, in brackets, its ratio to the ``baseline`` group's (its name, or a value in its
+    label; default the first), paired over shared seeds; one seed gives the numbers without intervals."""
     _, groups = group_runs(load_runs(dirs))
+    groups = {variant_name(runs) or label: runs for label, runs in groups.items()}
     base = next((g for g in groups if baseline and (baseline == g or baseline in g.split("=", 1)[-1].split(", "))),
                 next(iter(groups)))
-    rows = [["group", "n"] + [m for m in metrics] + [f"{m} / {base}" for m in metrics]]
+    rows = [["", "seeds"] + [f"{m} (× {base})" for m in metrics]]
     for label, runs in groups.items():
         row = [label, str(len(runs))]
-        row += [cells.mean_cell([r["values"].get(m, math.nan) for r in runs]) for m in metrics]
         for m in metrics:
+            values = [r["values"].get(m, math.nan) for r in runs]
+            mean = stats.mean_ci(values)
             a = {r["flat"].get("seed"): r["values"].get(m, math.nan) for r in runs}
             b = {r["flat"].get("seed"): r["values"].get(m, math.nan) for r in groups[base]}
             paired = set(a) == set(b) and len(a) == len(runs) and len(b) == len(groups[base])
             seeds = sorted(a) if paired else []
             ratio = (stats.ratio_ci([a[s] for s in seeds], [b[s] for s in seeds], paired=True) if paired
                      else stats.ratio_ci(list(a.values()), list(b.values())))
-            row.append(cells.number(ratio[0]) if math.isnan(ratio[1]) else cells.interval(*ratio))
+            row.append(f"{cells.compact(*mean)} ({cells.compact(*ratio)}×)")
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)

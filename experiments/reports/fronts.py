@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from experiments.analysis.folders import variant_name
 from experiments.reports.cells import mean_cell
 from experiments.reports.plots import legend_name, log_scale_wanted, style
 
@@ -29,10 +30,8 @@ def pareto(xs, ys) -> list[bool]:
 
 
 def _name(label: str, runs) -> str:
-    """A group's sweep variant (its run folders' ``VARIANT__...`` prefix) when it has one, else its label."""
-    variants = {r["dir"].name.split("__")[0] for r in runs if "__" in r["dir"].name}
-    return variants.pop() if len(variants) == 1 and not next(iter(variants)).startswith("seed=") else \
-        legend_name(label)
+    """A group's sweep variant when it has one, else its label."""
+    return variant_name(runs) or legend_name(label)
 
 
 def front_points(groups, x: str, y: str, stages=None) -> list[dict]:

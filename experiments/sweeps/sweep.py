@@ -61,8 +61,9 @@ def expand(raw: dict) -> list[tuple[str, dict]]:
                 for key, value in zip(keys, values):
                     set_dotted(cfg, key, value)
                 cfg["seed"] = seed
-                plots = {k: sweep[k] for k in ("scatter", "front", "front_post") if sweep.get(k)}
-                if plots:  # kept so `compare` finds the plots this experiment asks for
+                plots = {k: sweep[k] for k in ("scatter", "front", "front_post", "table", "baseline", "note")
+                         if sweep.get(k)}
+                if plots:  # kept so `compare` (and `sweep`'s table) find what this experiment asks to show
                     cfg["sweep"] = plots
                 parts = ([_slug(vname)] if vname else []) + [f"{_slug(k)}={_slug(v)}" for k, v in zip(keys, values)]
                 runs.append(("__".join(parts + [f"seed={seed}"]), cfg))

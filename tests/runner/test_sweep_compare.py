@@ -1,12 +1,11 @@
 """Sweeps (restartable, one folder a run), compare reports (mean ± CI per group, plots), the CLI's list."""
 
 import json
-import math
 
-import numpy as np
+
+import pytest
 
 from experiments.__main__ import main
-from experiments.analysis import stats
 from experiments.runner import apply_overrides, read_file
 
 from .helpers import QUICKSTART, cli
@@ -15,7 +14,8 @@ from .helpers import QUICKSTART, cli
 def _sweep_config(tmp_path):
     raw = apply_overrides(read_file(QUICKSTART), [
         "train.steps=20", "train.steps_per_call=10", "train.eval_every=10", "train.log_every=10",
-        "sweep.seeds=[0, 1]", 'sweep.scatter=[["param_count", "accuracy"]]', 'sweep.grid."model.hidden"=[[8], [32]]'])
+        "sweep.seeds=[0, 1]", 'sweep.scatter=[["param_count", "accuracy"]]', 'sweep.grid."model.hidden"=[[8], [32]]',
+        'sweep.table=["accuracy", "param_count"]', 'sweep.baseline="32"', 'sweep.note="a demonstration"'])
     path = tmp_path / "sweep.json"  # a config file may be JSON as well as TOML
     path.write_text(json.dumps(raw))
     return path
@@ -25,6 +25,13 @@ def test_sweep_runs_each_config_in_its_folder_skips_complete_runs_and_compares(t
     cfg, out = _sweep_config(tmp_path), tmp_path / "runs"
     first = cli("sweep", cfg, "--workdir", out, "--quiet")
     assert first.returncode == 0, first.stderr
+    table = first.stdout.splitlines()[-5:]  # the config's summary table, its note, the last line
+    assert "accuracy (× model.hidden=32)" in table[0] and "param_count (× model.hidden=32)" in table[0]
+    rows = {row.split()[0]: row for row in table[1:3]}
+    assert rows["model.hidden=32"].count("(1×)") == 2  # the baseline named in the config, not the first group
+    ratio = float(rows["model.hidden=8"].split("(")[-1].rstrip("×)"))  # the same for both seeds: no interval
+    assert ratio == pytest.approx((64 * 8 + 8 + 8 * 10 + 10) / (64 * 32 + 32 + 32 * 10 + 10), rel=1e-3)
+    assert table[3] == "a demonstration"
     dirs = sorted(p.name for p in out.iterdir())
     assert dirs == ["model.hidden=32__seed=0", "model.hidden=32__seed=1", "model.hidden=8__seed=0",
                     "model.hidden=8__seed=1"]
