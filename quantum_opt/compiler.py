@@ -220,8 +220,14 @@ def record(qfunc: Callable, wires: Sequence, param_shape: Sequence[int],
     wires = list(wires)
     params = symbols("param", param_shape)
     inputs = None if input_shape is None else symbols("input", input_shape)
-    with qml.queuing.AnnotatedQueue() as queue:
-        qfunc(params, wires, inputs)
+    try:
+        with qml.queuing.AnnotatedQueue() as queue:
+            qfunc(params, wires, inputs)
+    except Exception as err:  # whatever the ansatz raised on a symbol: one line saying what works
+        why = (str(err).splitlines() or [""])[0][:100]
+        raise ValueError(f"ansatz: {getattr(qfunc, '__name__', qfunc)!r} could not be recorded with symbolic parameters "
+                         f"({type(err).__name__}: {why}); allowed: gate angles built by arithmetic, indexing and NumPy "
+                         "functions (np.sin, ...) of params and inputs") from err
     tape = qml.tape.QuantumScript.from_queue(queue)
     index = {w: i for i, w in enumerate(wires)}
     ops: list = []

@@ -253,3 +253,10 @@ def test_an_operation_the_simulator_cannot_lower_is_one_line():
     ansatz.param_shape = lambda n_qubits, n_layers: (1,)
     with pytest.raises(ValueError, match=r"ansatz: QubitUnitary cannot be compiled to the JAX simulator .*allowed"):
         C.make_circuit(1, 1, ansatz).expval(jnp.ones(1))
+
+    def traced_math(params, wires, inputs=None):
+        qml.RX(qml.math.cos(params[0]), wires=wires[0])  # autoray cannot dispatch on a symbol
+
+    traced_math.param_shape = ansatz.param_shape
+    with pytest.raises(ValueError, match=r"ansatz: 'traced_math' could not be recorded .*NumPy functions"):
+        C.make_circuit(1, 1, traced_math).expval(jnp.ones(1))
