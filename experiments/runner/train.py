@@ -33,6 +33,7 @@ from experiments.runner import registry
 from experiments.runner.build import Built, build, evaluate, merge, split
 from experiments.runner.checkpoint import Checkpointer
 from experiments.runner.config import Config, load_config
+from experiments.runner.data import HostFeed
 from experiments.runner.distributed import setup_distributed
 from experiments.runner.stages import run_stages
 
@@ -161,7 +162,7 @@ def make_one_step(built: Built, config: Config):
 
     def one_step(state, frozen, data):
         batch_key, loss_key = jax.random.split(jax.random.fold_in(state["key"], state["step"]))
-        batch = task.sample(data, batch_key, batch_size)
+        batch = data if task.host_batch is not None else task.sample(data, batch_key, batch_size)  # host-fed: given
         batch = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, built.batch_sharding), batch)
         params = state["params"]
         (loss, (metrics, rest)), grads = jax.value_and_grad(model_loss, has_aux=True)(
@@ -181,38 +182,74 @@ def make_one_step(built: Built, config: Config):
     return one_step
 
 
+def _is_key(x) -> bool:
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
 class TrainStep:
     """The jitted, state-donating functions running ``n`` steps per host call (``lax.scan`` when n > 1), compiled
-    once per ``n``. The first call of each ``n`` (trace + compile + run) counts as compile time, not step time."""
+    once per ``n``. The first call of each ``n`` (trace + compile + run) counts as compile time, not step time.
+
+    At the jit boundary the state, the frozen variables and the training data travel as flat lists of arrays: a
+    tree of NNX ``Variable``s is rebuilt leaf by leaf in Python on every call (about 3 µs a Variable here, the
+    runner's main cost per host call on a small model), a list is not. Inside the program the trees are rebuilt
+    once, at trace time. ``__call__`` takes and returns the state as a tree, converting on the host only when the
+    loop needs the tree (``leaves`` / ``tree``)."""
 
     def __init__(self, built: Built, config: Config):
         self.one_step = make_one_step(built, config)
-        self.frozen, self.data = built.frozen, built.train_data
+        self.treedef = jax.tree.structure(built.state)
+        frozen_leaves, self.frozen_def = jax.tree.flatten(built.frozen)
+        # a task whose batches are made on the host (token files): each call is fed its n batches [n, B, ...]
+        self.feed = (HostFeed(built.task.host_batch, built.batch_sharding, config.train.batch_size)
+                     if built.task.host_batch is not None else None)
+        data = built.train_data if self.feed is None else self.feed.spec
+        data_leaves, self.data_def = jax.tree.flatten(data)
+        self.fixed = (frozen_leaves, data_leaves)
         self.programs: dict[int, Any] = {}
         self.compile_time = 0.0
         # XLA's cost analysis counts a loop body once, so FLOPs come from one un-scanned step.
-        self.flops_per_step = M.compiled_flops(jax.jit(self.one_step).lower(built.state, self.frozen, self.data))
+        self.flops_per_step = M.compiled_flops(jax.jit(self.one_step).lower(built.state, built.frozen, data))
+
+    def leaves(self, state) -> list:
+        """The state's leaves, a PRNG key as its raw ``uint32`` data (a typed key costs more to pass in)."""
+        out = self.treedef.flatten_up_to(state)
+        self.keys = {i: jax.random.key_impl(x) for i, x in enumerate(out) if _is_key(x)}
+        return [jax.random.key_data(x) if i in self.keys else x for i, x in enumerate(out)]
+
+    def tree(self, leaves: list):
+        typed = [jax.random.wrap_key_data(x, impl=self.keys[i]) if i in self.keys else x for i, x in enumerate(leaves)]
+        return jax.tree.unflatten(self.treedef, typed)
 
     def program(self, n: int):
         if n not in self.programs:
-            def steps(state, frozen, data):
-                if n == 1:
+            def steps(leaves, frozen_leaves, data_leaves):
+                state = self.tree(leaves)
+                frozen = jax.tree.unflatten(self.frozen_def, frozen_leaves)
+                data = jax.tree.unflatten(self.data_def, data_leaves)
+                if self.feed is not None:  # host-fed: scan over the n batches given
+                    state, out = jax.lax.scan(lambda s, b: self.one_step(s, frozen, b), state, data)
+                elif n == 1:
                     state, out = self.one_step(state, frozen, data)
-                    return state, jax.tree.map(lambda x: x[None], out)
-                return jax.lax.scan(lambda s, _: self.one_step(s, frozen, data), state, None, length=n)
+                    out = jax.tree.map(lambda x: x[None], out)
+                else:
+                    state, out = jax.lax.scan(lambda s, _: self.one_step(s, frozen, data), state, None, length=n)
+                return self.leaves(state), out
 
             self.programs[n] = jax.jit(steps, donate_argnums=0)
         return self.programs[n]
 
-    def __call__(self, n: int, state):
-        """``(state, per-step metrics [n], fresh)``; asynchronous unless ``fresh`` (its compile is timed)."""
+    def __call__(self, n: int, leaves: list):
+        """``(state leaves, per-step metrics [n], fresh)`` from the state's leaves; asynchronous unless ``fresh``
+        (its compile is timed)."""
         fresh = n not in self.programs
         t0 = time.perf_counter()
-        state, out = self.program(n)(state, self.frozen, self.data)
+        fixed = self.fixed if self.feed is None else (self.fixed[0], jax.tree.leaves(self.feed.take(n)))
+        leaves, out = self.program(n)(leaves, *fixed)
         if fresh:
             jax.block_until_ready(out)
             self.compile_time += time.perf_counter() - t0
-        return state, out, fresh
+        return leaves, out, fresh
 
 
 @dataclasses.dataclass
@@ -238,22 +275,22 @@ class Log:
         """Log every ``log_every``-th step of the pending calls ``(first step, n, metrics)``; stop on NaN/Inf."""
         tc = self.config.train
         for first, n, out in pending:
-            values = {k: np.asarray(v) for k, v in out.items()}
-            bad = np.flatnonzero(~np.isfinite(values["loss"]))
+            losses = np.asarray(out["loss"])  # every step's loss (the NaN check); other metrics at logged steps only
+            bad = np.flatnonzero(~np.isfinite(losses))
             if bad.size:
-                at, loss = first + int(bad[0]) + 1, float(values["loss"][bad[0]])
+                at, loss = first + int(bad[0]) + 1, float(losses[bad[0]])
                 self.event(at, "train", {"loss": loss}, event="diverged")
                 kept = (f"last good checkpoint: step {last_checkpoint} in {self.checkpoints}" if last_checkpoint
                         is not None else "no checkpoint was written before it (lower optimizer.learning_rate, or set "
                         "train.checkpoint_every)")
                 raise TrainingDiverged(f"loss is {loss} at step {at}; run stopped; {kept}")
-            for i in range(n):
-                s = first + i + 1
-                if due(s, tc.log_every) or s == tc.steps:
-                    self.event(s, "train", {k: float(v[i]) for k, v in values.items()})
+            logged = [i for i in range(n) if due(first + i + 1, tc.log_every) or first + i + 1 == tc.steps]
+            values = {k: np.asarray(v) for k, v in out.items()} if logged else {}
+            for i in logged:
+                self.event(first + i + 1, "train", {k: float(v[i]) for k, v in values.items()})
             if self.bar is not None:
                 self.bar.update(n)
-                self.bar.set_postfix(loss=f"{values['loss'][-1]:.4f}")
+                self.bar.set_postfix(loss=f"{losses[-1]:.4f}")
         pending.clear()
 
 
@@ -264,29 +301,31 @@ def train_loop(state, start: int, config: Config, built: Built, train_step: Trai
     evaluation and checkpoint steps, inside the timed region, so evaluation time is never charged to training."""
     tc = config.train
     step, reached_at, train_time, pending = start, None, 0.0, []
+    leaves, last_ckpt = train_step.leaves(state), ckpt.latest_step()
     while step < tc.steps:
         marks = [tc.steps] + [(step // e + 1) * e for e in (tc.eval_every, tc.checkpoint_every, tc.log_every) if e]
         n = min(tc.steps_per_call, min(marks) - step)
         t0 = time.perf_counter()
-        state, out, fresh = train_step(n, state)
+        leaves, out, fresh = train_step(n, leaves)
         pending.append((step, n, out))
         step += n
         eval_now, ckpt_now = due(step, tc.eval_every) and step < tc.steps, due(step, tc.checkpoint_every)
         if due(step, tc.log_every) or step == tc.steps or eval_now or ckpt_now:
-            log.read_back(pending, ckpt.latest_step())
+            log.read_back(pending, last_ckpt)
         if not fresh:
             train_time += time.perf_counter() - t0
         if eval_now:
-            result = evaluate_state(state, step, config, built)
+            result = evaluate_state(train_step.tree(leaves), step, config, built)
             log.event(step, "eval", result)
             if reached_at is None and tc.target_metric and _reached(result.get(tc.target_metric, np.nan), config):
                 reached_at = step
                 if tc.stop_at_target:
                     break
         if ckpt_now:
-            ckpt.save(step, state)
-    log.read_back(pending, ckpt.latest_step())
-    return state, step, reached_at, train_time
+            ckpt.save(step, train_step.tree(leaves))
+            last_ckpt = step
+    log.read_back(pending, last_ckpt)
+    return train_step.tree(leaves), step, reached_at, train_time
 
 
 def model_of(state, built: Built):
@@ -323,12 +362,16 @@ def run(config: Config | str, workdir: str | Path | None = None, *, overrides=()
     train_step = TrainStep(built, config)
     writer, ckpt = M.MetricsWriter(workdir / "metrics.jsonl", enabled=jax.process_index() == 0), Checkpointer(workdir)
     state, start = resume(ckpt, writer, built.state)
+    if train_step.feed is not None:
+        train_step.feed.start(start)  # host-made batches, read ahead from the first step this process runs
     log = Log(writer, config, built.task.examples_per_epoch, ckpt.directory, progress_bar(config.train.steps, start, quiet))
     try:
         if start == 0 and config.train.eval_every:
             log.event(0, "eval", evaluate_state(state, 0, config, built))
         state, step, reached_at, train_time = train_loop(state, start, config, built, train_step, log, ckpt)
     finally:
+        if train_step.feed is not None:
+            train_step.feed.close()
         if log.bar is not None:
             log.bar.close()
     final = evaluate_state(state, step, config, built, final=True)
