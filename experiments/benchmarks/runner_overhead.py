@@ -21,7 +21,6 @@ import argparse
 import os
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 
 import jax
