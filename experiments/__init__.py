@@ -25,7 +25,9 @@ from experiments.errors import ConfigError, TrainingDiverged
 from experiments.reports.compare import compare
 from experiments.runner.build import Frozen, frozen
 from experiments.runner.config import Config, from_dict, load_config
+from experiments.runner.data import HostFeed, TokenDir, TokenReader, eval_windows, token_dtype, window_starts
 from experiments.runner.fields import at_least, positive
+from experiments.runner.prepare import prepare_data
 from experiments.runner.registry import (
     HookContext,
     build_optimizer,
@@ -47,12 +49,16 @@ __all__ = [
     "ConfigError",
     "Frozen",
     "HookContext",
+    "HostFeed",
     "RunResult",
     "Task",
+    "TokenDir",
+    "TokenReader",
     "TrainingDiverged",
     "at_least",
     "build_optimizer",
     "compare",
+    "eval_windows",
     "evaluate_run",
     "from_dict",
     "frozen",
@@ -61,6 +67,7 @@ __all__ = [
     "load_run",
     "names",
     "positive",
+    "prepare_data",
     "register_hook",
     "register_model",
     "register_optimizer",
@@ -68,4 +75,6 @@ __all__ = [
     "register_transform",
     "run",
     "run_sweep",
+    "token_dtype",
+    "window_starts",
 ]

@@ -1,4 +1,4 @@
-"""The command line: ``python -m experiments {run,sweep,evaluate,compare,list,claims} ...`` (also the ``beyondscale`` script).
+"""The command line: ``python -m experiments {run,sweep,evaluate,compare,list,claims,prepare-data} ...`` (also the ``beyondscale`` script).
 
 Bad input (a config key, value, file or name) prints one line and exits 2; a diverged run exits 1.
 """
@@ -15,6 +15,7 @@ from experiments.reports.cells import number
 from experiments.reports.compare import compare, summary_table
 from experiments.runner import registry
 from experiments.runner.config import load_config
+from experiments.runner.prepare import prepare_data
 from experiments.runner.runs import evaluate_run
 from experiments.runner.train import run
 from experiments.sweeps.launchers import make_launcher, parse_options
@@ -98,6 +99,18 @@ def main(argv=None) -> int:
     p.add_argument("--only", action="append", help="run only this claim (file stem); repeatable")
     p.add_argument("--publish", metavar="DIR", help="also copy REPORT.md and its plots to DIR (e.g. experiments/)")
     p.add_argument("--quiet", action="store_true")
+    p = sub.add_parser("prepare-data", help="text files -> train.bin / val.bin token files (nanoGPT format) for the "
+                       "tokens task, streamed in chunks")
+    p.add_argument("files", nargs="+", metavar="FILES", help="text files, read one after another")
+    p.add_argument("--tokenizer", required=True, metavar="bytes|bpe:VOCAB|PATH.json",
+                   help="bytes (vocabulary 256); bpe:VOCAB (byte-level BPE trained here on the train split); or a "
+                        "tokenizer.json to load")
+    p.add_argument("--out", required=True, metavar="DIR", help="a new (or empty) folder")
+    p.add_argument("--split", default="0.9,0.1", metavar="TRAIN,VAL[,TEST]",
+                   help="fractions by position (default 0.9,0.1; SpikeGPT's enwik8: 0.9,0.05,0.05)")
+    p.add_argument("--bpe-train-bytes", type=int, default=0, metavar="N",
+                   help="train the BPE on the first N bytes only (default: the whole train split)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     args, extra = parser.parse_known_args(argv)
     if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
         args.overrides += extra  # overrides written after an option (`--workdir DIR key=value`)
@@ -111,6 +124,13 @@ def _dispatch(args) -> int:
         for kind in ("model", "task", "optimizer", "hook"):
             for e in registry.entries(kind):
                 print(f"{kind:<9} {e.name:<22} {e.doc}")
+        return 0
+    if args.command == "prepare-data":
+        meta = prepare_data(args.files, args.tokenizer, args.out, split=args.split,
+                            bpe_train_bytes=args.bpe_train_bytes, quiet=args.quiet)
+        counts = ", ".join(f"{k} {meta['tokens'][k]:,} tokens / {meta['bytes'][k]:,} bytes" for k in meta["tokens"])
+        print(f"{args.out}: {meta['tokenizer']} (vocabulary {meta['vocab_size']}, {meta['dtype']}): {counts}")
+        print(f"train on it: data.name='tokens' data.dir='{args.out}'")
         return 0
     if args.command == "claims":
         report = run_claims(args.size, args.out or f"runs/claims-{args.size}", args.only, quiet=args.quiet)

@@ -1,8 +1,12 @@
-"""Registers the spiking path with the experiment runner: the ``text`` task, three LMs and the energy hook.
+"""Registers the spiking path with the experiment runner: the ``text`` and ``tokens`` tasks, three LMs, the hooks.
 
 * task ``text``: byte-level language modelling (``spiking.data``) on the embedded ``pydoc_data.topics`` corpus or
   any UTF-8 file (``data.path``); metrics loss (nats), bits_per_char (= loss / ln 2, per byte), perplexity (per
-  byte, mean over evaluation batches) and next-byte accuracy.
+  byte, mean over evaluation batches) and next-byte accuracy; bits_per_byte (= bits_per_char here).
+* task ``tokens``: token files written by ``python -m experiments prepare-data`` (bytes or BPE), read through
+  ``np.memmap``, each process reading its share of every global batch on the host (``experiments.TokenReader``);
+  bits per byte = Σ nll / ln 2 ÷ the UTF-8 bytes the scored tokens stand for, so byte-level and BPE runs compare
+  on one axis; every model reads the vocabulary from the task (``spec["vocab_size"]``).
 * models ``spiking_lm`` (SpikingLM), ``spiking_lm_twin`` (the same network with every spiking neuron replaced by a
   continuous activation) and ``dense_lm`` (DenseLM), from ``spiking.lm``.
 * ``ffn = "moe"`` (every LM): mixture-of-experts MLPs (``spiking.moe``); the text task's loss adds the layers'
@@ -146,13 +150,19 @@ def _sown(stats) -> dict[str, list]:
     return out
 
 
-def lm_loss(model, batch, key, train):
-    """Next-byte cross-entropy (+ the mixture-of-experts layers' weighted auxiliary losses, when there are any);
+def lm_loss(model, batch, key, train, *, per_row=None):
+    """Next-token cross-entropy (+ the mixture-of-experts layers' weighted auxiliary losses, when there are any);
     for a ``Distill`` model the objective is its student's ``kd_loss`` against the teacher instead.
 
-    ``batch["tokens"] [B, L + 1]``; returns (objective, metrics) as scalars; the metric ``loss`` is the
-    (student's) cross-entropy, so bits_per_char always means the same thing."""
-    del key, train
+    ``batch["tokens"] [B, L + 1]`` (optionally ``"weights" [B, L]``: which targets count, and ``"bytes" [B]``: the
+    UTF-8 bytes they stand for); returns (objective, metrics) as scalars; the metric ``loss`` is the (student's)
+    cross-entropy in nats per token, so bits_per_char always means the same thing.
+
+    ``per_row`` (token files, ``tokens_task``): ``{train: (tokens, bytes)}`` per row of the split, so
+    ``bits_per_byte = Σ nll / ln 2 / (B · bytes per row)``: averaged over the evaluation batches (weighted by their
+    rows, as the runner does) it is exactly the summed bits over the summed bytes of the evaluation windows. Without
+    it (byte-level text) a token is a byte and bits_per_byte = bits_per_char."""
+    del key
     inputs, targets = batch["tokens"][:, :-1], batch["tokens"][:, 1:]
     lm = model.student if isinstance(model, Distill) else model
     if has_moe(lm):
@@ -160,9 +170,21 @@ def lm_loss(model, batch, key, train):
     else:
         logits, stats = lm(inputs), nnx.State({})
     logits = logits.astype(jnp.float32)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
-    acc = (jnp.argmax(logits, -1) == targets).mean()
-    metrics = {"loss": loss, "bits_per_char": loss / math.log(2.0), "perplexity": jnp.exp(loss), "accuracy": acc}
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    w = batch.get("weights", jnp.ones_like(nll))
+    loss = (nll * w).sum() / w.sum()
+    acc = ((jnp.argmax(logits, -1) == targets) * w).sum() / w.sum()
+    metrics = {"loss": loss, "bits_per_char": loss / math.log(2.0), "perplexity": jnp.exp(loss), "accuracy": acc,
+               "bits_per_byte": loss / math.log(2.0)}
+    if per_row is not None:
+        tokens, nbytes = per_row[bool(train)]
+        rows = nll.shape[0]
+        metrics["loss"] = (nll * w).sum() / (rows * tokens)
+        metrics["bits_per_byte"] = metrics["bits_per_char"] = (nll * w).sum() / math.log(2.0) / (rows * nbytes)
+        metrics["bits_per_token"] = metrics["loss"] / math.log(2.0)
+        metrics["perplexity"] = jnp.exp(metrics["loss"])
+        if "bytes" in batch:
+            metrics["bytes"], metrics["tokens"] = batch["bytes"].sum(), w.sum()
     objective = loss
     if isinstance(model, Distill):
         objective = metrics["kd_loss"] = model.loss(inputs, targets, logits)
@@ -202,8 +224,62 @@ def text_task(cfg: TextConfig, *, key) -> Task:
     )
 
 
+@dataclasses.dataclass
+class TokensConfig:
+    """``dir``: a folder ``python -m experiments prepare-data`` wrote (read when the run is built, so a config
+    naming one validates without it); ``eval_split``: "val" or "test"; ``eval_tokens``: tokens of that split
+    scored at every evaluation (0 = all of it: then a byte-level and a BPE run score the same bytes)."""
+
+    dir: str = ""
+    seq_len: int = 256
+    eval_split: Literal["val", "test"] = "val"
+    eval_tokens: int = 1 << 20
+
+    def __post_init__(self):
+        if not self.dir:
+            raise ValueError("dir: '' is not allowed; give a folder written by `python -m experiments prepare-data`")
+        if self.seq_len < 2:
+            raise ValueError(f"seq_len: {self.seq_len} is not allowed; use an integer >= 2")
+        if self.eval_tokens < 0:
+            raise ValueError(f"eval_tokens: {self.eval_tokens} is not allowed; use >= 0 (0 = the whole split)")
+
+
+@register_task("tokens", config=TokensConfig,
+               doc="LM on token files from prepare-data (np.memmap, host-fed batches; bits per byte for any tokenizer)")
+def tokens_task(cfg: TokensConfig, *, key) -> Task:
+    """Training windows drawn on the host from ``train.bin`` (``experiments.TokenReader``: each process reads only
+    its rows of the global batch, from ``(seed, step)``); evaluation windows score the first ``eval_tokens`` of
+    ``eval_split`` once each. Metrics: loss (nats per token), bits_per_token, bits_per_byte (also reported as
+    bits_per_char, per byte as the text task's), perplexity (per token), accuracy, and at evaluation the summed
+    ``bytes`` and ``tokens`` scored."""
+    files = experiments.TokenDir(cfg.dir)
+    seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+    reader = experiments.TokenReader(files, "train", cfg.seq_len, seed)
+    evals = experiments.eval_windows(files.split(cfg.eval_split), int(files.split("train")[-1]), cfg.seq_len,
+                                     files.token_bytes, cfg.eval_tokens)
+    rows = len(evals["tokens"])
+    train_bytes_per_token = files.meta["bytes"]["train"] / max(1, files.meta["tokens"]["train"])
+    per_row = {True: (cfg.seq_len, cfg.seq_len * train_bytes_per_token),
+               False: (float(evals["weights"].sum()) / rows, float(evals["bytes"].sum()) / rows)}
+    return Task(
+        name="tokens",
+        train_data={},
+        eval_data=evals,
+        loss=functools.partial(lm_loss, per_row=per_row),
+        spec={"vocab_size": files.vocab_size, "seq_len": cfg.seq_len, "tokenizer": files.meta["tokenizer"],
+              "eval_bytes": float(evals["bytes"].sum()), "eval_tokens": float(evals["weights"].sum())},
+        examples_per_epoch=max(1, reader.n_tokens // cfg.seq_len),
+        counts=("bytes", "tokens"),
+        host_batch=reader,
+    )
+
+
 def _seq_len(task) -> int:
     return int(task.spec.get("seq_len", 128)) if task is not None else 128
+
+
+def _vocab(task) -> int:
+    return int(task.spec.get("vocab_size", text_data.VOCAB_SIZE)) if task is not None else text_data.VOCAB_SIZE
 
 
 def _build(cls, **kw):
@@ -216,19 +292,21 @@ def _build(cls, **kw):
 @register_model("spiking_lm", config=SpikingLMConfig, hooks=("spiking_energy", "moe_routing"),
                 doc="causal spiking transformer LM (Spikformer attention; T, placement, neuron, surrogate)")
 def spiking_lm(cfg: SpikingLMConfig, *, task, rngs):
-    return _build(SpikingLM, rngs=rngs, seq_len=_seq_len(task), spiking=True, **dataclasses.asdict(cfg))
+    return _build(SpikingLM, rngs=rngs, seq_len=_seq_len(task), vocab=_vocab(task), spiking=True,
+                  **dataclasses.asdict(cfg))
 
 
 @register_model("spiking_lm_twin", config=SpikingLMConfig, hooks=("spiking_energy", "moe_routing"),
                 doc="SpikingLM with every spiking neuron replaced by a continuous activation (the spike tax)")
 def spiking_lm_twin(cfg: SpikingLMConfig, *, task, rngs):
-    return _build(SpikingLM, rngs=rngs, seq_len=_seq_len(task), spiking=False, **dataclasses.asdict(cfg))
+    return _build(SpikingLM, rngs=rngs, seq_len=_seq_len(task), vocab=_vocab(task), spiking=False,
+                  **dataclasses.asdict(cfg))
 
 
 @register_model("dense_lm", config=DenseLMConfig, hooks=("spiking_energy", "moe_routing"),
                 doc="pre-LayerNorm causal transformer LM (jax.nn.dot_product_attention), matched to spiking_lm")
 def dense_lm(cfg: DenseLMConfig, *, task, rngs):
-    return _build(DenseLM, rngs=rngs, seq_len=_seq_len(task), **dataclasses.asdict(cfg))
+    return _build(DenseLM, rngs=rngs, seq_len=_seq_len(task), vocab=_vocab(task), **dataclasses.asdict(cfg))
 
 
 @register_hook("spiking_energy", doc="firing rates, MACs/ACs, energy per token (published, strict at precision, "

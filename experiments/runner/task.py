@@ -1,4 +1,4 @@
-"""What a task gives the runner: data on the device, a pure sampler, a pure loss.
+"""What a task gives the runner: data on the device and a pure sampler (or a host-side batch reader), a pure loss.
 
 A task is plain data plus pure functions, so the runner can put the data on the device once, draw batches
 inside the jitted (and scanned) step, and shard them over the mesh's ``data`` axis. Nothing here is specific to
@@ -48,6 +48,10 @@ class Task:
       examples_per_epoch: size of one pass over the training data, for epoch accounting.
       counts: names of metrics that are counts (calls, evaluations): evaluation sums them over batches
         instead of averaging them.
+      host_batch: ``(step, rows, batch_size) -> batch rows [rows, ...]`` as numpy arrays, for data too large for
+        the device: when set, the runner makes each step's batch on the host (``experiments.runner.data.HostFeed``:
+        this process's rows, read ahead on a thread) and feeds it to the jitted step instead of calling ``sample``;
+        ``train_data`` is then unused. It must depend on ``(step, rows)`` only, so resumption keeps the batches.
     """
 
     name: str
@@ -59,3 +63,4 @@ class Task:
     spec: dict[str, Any] = dataclasses.field(default_factory=dict)
     examples_per_epoch: int | None = None
     counts: tuple[str, ...] = ()
+    host_batch: Callable[[int, slice, int], PyTree] | None = None
