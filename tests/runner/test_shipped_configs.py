@@ -9,7 +9,8 @@ from experiments import claims, sweeps
 from experiments.errors import ConfigError
 from experiments.runner import read_file
 
-CONFIGS = sorted((Path(__file__).parents[2] / "experiments" / "configs").glob("*.toml"))
+_DIR = Path(__file__).parents[2] / "experiments" / "configs"
+CONFIGS = sorted(_DIR.glob("*.toml")) + sorted(_DIR.glob("gpu/*.toml"))  # gpu/: token folders are read at build
 
 
 def _needs_gpu(err: ConfigError) -> bool:
