@@ -255,7 +255,8 @@ def tokens_task(cfg: TokensConfig, *, key) -> Task:
     files = experiments.TokenDir(cfg.dir)
     seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
     reader = experiments.TokenReader(files, "train", cfg.seq_len, seed)
-    evals = experiments.eval_windows(files.split(cfg.eval_split), int(files.split("train")[-1]), cfg.seq_len,
+    before = {"val": "train", "test": "val"}[cfg.eval_split]  # the split whose last token is the first context
+    evals = experiments.eval_windows(files.split(cfg.eval_split), int(files.split(before)[-1]), cfg.seq_len,
                                      files.token_bytes, cfg.eval_tokens)
     rows = len(evals["tokens"])
     train_bytes_per_token = files.meta["bytes"]["train"] / max(1, files.meta["tokens"]["train"])

@@ -170,9 +170,10 @@ def test_training_on_a_200_mb_token_file_keeps_resident_memory_flat(tmp_path):
     small, big = (_rss(tmp_path, _token_dir(tmp_path / name, n)) for name, n in (("small", 2**20), ("big", 100 * 2**20)))
     print(f"RSS (MB) at steps 0, 20, ..., 120, end: 200 MiB file {[round(x) for x in big['rss_mb']]}; 2 MiB file "
           f"{[round(x) for x in small['rss_mb']]}")
-    # Steps of ~31 MB come and go in both runs (allocator arenas); a map kept open grew by the whole 200 MB here.
-    assert big["rss_mb"][-1] - big["rss_mb"][2] < 48, big  # flat: not growing with what was read from the file
-    assert max(big["rss_mb"]) - max(small["rss_mb"]) < 48, (big, small)  # and not with the file's size
+    # Steps of ~31 MB come and go in both runs, up to two in a run (the allocators'), whatever the file; a memory map
+    # kept open grew it by the whole 200 MB here. Flat means: under half the file, and no more than the 2 MiB run's.
+    assert big["rss_mb"][-1] - big["rss_mb"][2] < 100, big  # not growing with what was read from the file
+    assert max(big["rss_mb"]) - max(small["rss_mb"]) < 64, (big, small)  # nor with the file's size
 
 
 MULTI_CHILD = textwrap.dedent("""
