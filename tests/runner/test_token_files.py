@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import numpy as np
 import pytest
 from tokenizers import Tokenizer
@@ -119,6 +120,26 @@ def test_a_resumed_token_file_run_sees_the_same_batches(prepared, tmp_path):
     (tmp_path / "b" / "config.json").unlink()
     resumed = run(_config(prepared[1]["bpe"], checkpoint_every=10), tmp_path / "b", quiet=True).summary["final"]
     assert resumed["loss"] == pytest.approx(straight["loss"], abs=1e-5)
+
+
+def test_four_devices_see_the_batches_of_one(prepared, tmp_path):
+    """The same token-file run on 1 device (here) and on 4 simulated devices (a subprocess): the same losses."""
+    if jax.device_count() != 1:
+        pytest.skip("needs a 1-device parent process")
+    config = _config(prepared[1]["bpe"], log_every=5)
+    one = run(config, tmp_path / "one", quiet=True)
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    proc = subprocess.run([sys.executable, "-m", "experiments", "run", str(tmp_path / "config.json"), "--workdir",
+                           str(tmp_path / "four"), "--quiet"], check=False, capture_output=True, text=True, cwd=REPO,
+                          timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu",
+                                                XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    four = json.loads((tmp_path / "four" / "summary.json").read_text())
+    assert four["device_count"] == 4
+    losses = [[json.loads(line)["loss"] for line in (d / "metrics.jsonl").read_text().splitlines()]
+              for d in (tmp_path / "one", tmp_path / "four")]
+    np.testing.assert_allclose(losses[1], losses[0], atol=1e-5, rtol=0)
+    assert four["final"]["loss"] == pytest.approx(one.summary["final"]["loss"], abs=1e-5)
 
 
 RSS_CHILD = textwrap.dedent("""
