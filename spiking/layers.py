@@ -25,14 +25,42 @@ from spiking.neurons import NEURONS, RESETS
 from spiking.surrogates import resolve
 
 __all__ = [
+    "REMATS",
+    "TWIN_ACTIVATIONS",
     "Fixed",
     "Neuron",
     "SpikingDense",
-    "TWIN_ACTIVATIONS",
     "Trace",
     "fold_time",
+    "remat_policy",
+    "sharded",
     "trace",
 ]
+
+# model.remat: "none", "block" (jax.checkpoint of each block: only its input is saved) or a policy of
+# jax.checkpoint_policies by name (what the backward pass may keep instead of recomputing)
+REMATS = ("none", "block", "dots_saveable", "dots_with_no_batch_dims_saveable", "nothing_saveable",
+          "everything_saveable", "checkpoint_dots", "checkpoint_dots_with_no_batch_dims")
+
+
+def sharded(init, *names):
+    """``init`` (a ``jax.nn.initializers`` function) whose Variable carries the logical axis names ``names`` (one
+    per dimension; None for none) as flax NNX's sharding metadata (``nnx.with_partitioning``).
+
+    The names (``embed``, ``mlp``, ``heads``, ``vocab``, ``expert``, ``norm``) mean nothing here: a runner maps them
+    to mesh axes (``experiments.runner.mesh``, MaxText's logical axis rules) and creates the state sharded.
+    ``eager_sharding=False``, so a model is built without any mesh, as plain arrays, in anyone's research code."""
+    return nnx.with_partitioning(init, names, eager_sharding=False)
+
+
+def remat_policy(remat: str):
+    """``(wrap, policy)`` for ``model.remat``: whether to wrap each block in ``nnx.remat``, and the
+    ``jax.checkpoint_policies`` policy (None for "block": save nothing but the block's input)."""
+    if remat not in REMATS:
+        raise ValueError(f"remat: {remat!r} is not allowed; use one of {', '.join(REMATS)}")
+    if remat in ("none", "block"):
+        return remat == "block", None
+    return True, getattr(jax.checkpoint_policies, remat)
 
 # the twin's memoryless replacements for a spiking neuron, f(current, threshold)
 TWIN_ACTIVATIONS = {

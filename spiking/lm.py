@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from spiking.layers import TWIN_ACTIVATIONS, Neuron, trace
+from spiking.layers import TWIN_ACTIVATIONS, Neuron, remat_policy, sharded, trace
 from spiking.moe import MoEFeedForward
 from spiking.neurons import NEURONS
 
@@ -63,7 +63,50 @@ MOE_DEFAULTS = {"experts": 8, "top_k": 2, "capacity_factor": 1.25, "balance": "l
 
 
 def _norm(d, rngs):
-    return nnx.LayerNorm(d, dtype=jnp.float32, rngs=rngs)
+    return nnx.LayerNorm(d, dtype=jnp.float32, scale_init=sharded(nnx.initializers.ones, "norm"),
+                         bias_init=sharded(nnx.initializers.zeros, "norm"), rngs=rngs)
+
+
+def _linear(d_in, d_out, names, dtype, rngs):
+    """``nnx.Linear`` (its default initialisers) whose kernel carries the logical axes ``names`` (in, out) and whose
+    bias carries the output's."""
+    return nnx.Linear(d_in, d_out, dtype=dtype, kernel_init=sharded(nnx.initializers.lecun_normal(), *names),
+                      bias_init=sharded(nnx.initializers.zeros, names[1]), rngs=rngs)
+
+
+def _qkvo(d, dtype, rngs):
+    """Q, K, V (``embed -> heads``: the heads × per-head dimension, fused) and O (``heads -> embed``)."""
+    return (*(_linear(d, d, ("embed", "heads"), dtype, rngs) for _ in range(3)),
+            _linear(d, d, ("heads", "embed"), dtype, rngs))
+
+
+def _mlp(d, h, dtype, rngs):
+    return _linear(d, h, ("embed", "mlp"), dtype, rngs), _linear(h, d, ("mlp", "embed"), dtype, rngs)
+
+
+def _run_blocks(blocks, x, remat: str, capturing: bool):
+    """``x`` through every block. ``remat`` != "none": the blocks' states are stacked and ``lax.scan`` runs one
+    ``jax.checkpoint``-ed block per step (MaxText's scanned layers), so the backward pass keeps only each block's
+    input (or what the ``jax.checkpoint_policies`` policy names) and recomputes the rest block by block. The scan
+    is what makes the saving real: with the blocks unrolled, XLA's scheduler may hoist every block's recomputation
+    to the start of the backward pass and keep it all alive (it does on CPU). Under ``nnx.capture`` (the
+    accounting) the blocks run plainly: nothing there is differentiated."""
+    wrap, policy = remat_policy(remat)
+    graphdef = nnx.split(blocks[0])[0]
+    if not wrap or capturing or any(nnx.split(b)[0] != graphdef for b in blocks[1:]):
+        for block in blocks:
+            x = block(x)
+        return x
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *(nnx.state(b) for b in blocks))
+
+    def body(h, state):
+        block = nnx.merge(graphdef, state)
+        return block(h), nnx.state(block)  # the state back out: a routing bias moves in training
+
+    x, states = jax.lax.scan(jax.checkpoint(body, policy=policy), x, stacked)
+    for i, block in enumerate(blocks):
+        nnx.update(block, jax.tree.map(lambda a: a[i], states))
+    return x
 
 
 def _moe(ffn: str, width: int, hidden: int, moe_kw: dict, rngs) -> MoEFeedForward | None:
@@ -72,8 +115,21 @@ def _moe(ffn: str, width: int, hidden: int, moe_kw: dict, rngs) -> MoEFeedForwar
     if unknown:
         raise TypeError(f"unknown mixture-of-experts arguments {sorted(unknown)}")
     return MoEFeedForward(width, hidden, **{**MOE_DEFAULTS, **moe_kw}, rngs=rngs) if ffn == "moe" else None
-__all__ = ["ATTENTIONS", "DTYPES", "DenseBlock", "DenseLM", "FFNS", "MOE_DEFAULTS", "PLACEMENTS", "SpikingBlock",
-           "SpikingLM", "TWIN_ACTIVATIONS", "block_linears", "causal_spiking_attention", "token_shift"]
+__all__ = [
+    "ATTENTIONS",
+    "DTYPES",
+    "FFNS",
+    "MOE_DEFAULTS",
+    "PLACEMENTS",
+    "TWIN_ACTIVATIONS",
+    "DenseBlock",
+    "DenseLM",
+    "SpikingBlock",
+    "SpikingLM",
+    "block_linears",
+    "causal_spiking_attention",
+    "token_shift",
+]
 
 
 def token_shift(x):
@@ -115,10 +171,10 @@ class SpikingBlock(nnx.Module):
         self.heads, self.placement, self.shift = heads, placement, shift
         self.ln1, self.ln2 = _norm(d, rngs), _norm(d, rngs)
         self.ln_attn = _norm(d, rngs)
-        self.wq, self.wk, self.wv, self.wo = (nnx.Linear(d, d, dtype=dtype, rngs=rngs) for _ in range(4))
+        self.wq, self.wk, self.wv, self.wo = _qkvo(d, dtype, rngs)
         self.moe = _moe(ffn, d, h, {**(moe_kw or {}), "dtype": dtype}, rngs)
         if self.moe is None:
-            self.w1, self.w2 = nnx.Linear(d, h, dtype=dtype, rngs=rngs), nnx.Linear(h, d, dtype=dtype, rngs=rngs)
+            self.w1, self.w2 = _mlp(d, h, dtype, rngs)
         self.neuron = Neuron(**neuron_kw)
 
     def _fire(self, x):
@@ -170,8 +226,9 @@ class SpikingBlock(nnx.Module):
 
 class _Embedding(nnx.Module):
     def __init__(self, vocab, width, seq_len, *, rngs):
-        self.tok = nnx.Embed(vocab, width, rngs=rngs)
-        self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(), (seq_len, width)))
+        self.tok = nnx.Embed(vocab, width, rngs=rngs, embedding_init=sharded(
+            nnx.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0), "vocab", "embed"))
+        self.pos = nnx.Param(sharded(nnx.initializers.normal(0.02), None, "embed")(rngs.params(), (seq_len, width)))
         self.seq_len = seq_len
 
     def __call__(self, tokens):
@@ -187,7 +244,9 @@ class SpikingLM(nnx.Module):
                  timesteps: int = 4, spike_placement: str = "pre", neuron: str = "lif", surrogate: str = "atan",
                  beta: float = 0.5, threshold: float = 1.0, mlp_ratio: int = 4, spiking: bool = True,
                  twin_activation: str = "sigmoid", ffn: str = "dense", dtype: str = "float32",
-                 token_shift: bool = False, rngs: nnx.Rngs, **moe_kw):
+                 token_shift: bool = False, remat: str = "none", rngs: nnx.Rngs, **moe_kw):
+        remat_policy(remat)  # validates
+        self.remat = remat
         if spike_placement not in PLACEMENTS:
             raise ValueError(f"spike_placement: {spike_placement!r} is not allowed; use one of {PLACEMENTS}")
         if neuron not in NEURONS:
@@ -216,14 +275,13 @@ class SpikingLM(nnx.Module):
                                              rngs=rngs) for _ in range(depth)])
         self.token_shift = token_shift
         self.ln_f = _norm(width, rngs)
-        self.head = nnx.Linear(width, vocab, dtype=DTYPES[dtype], rngs=rngs)
+        self.head = _linear(width, vocab, ("embed", "vocab"), DTYPES[dtype], rngs)
 
     def __call__(self, tokens):
         """``tokens [B, L]`` -> logits ``[B, L, vocab]``."""
         e = self.embed(tokens)  # a gather: no MAC
         x = jnp.broadcast_to(e, (self.timesteps, *e.shape))  # direct coding: [T, B, L, D]
-        for block in self.blocks:
-            x = block(x)
+        x = _run_blocks(self.blocks, x, self.remat, hasattr(self, "__captures__"))
         z = self.ln_f(x.mean(0))  # readout: mean over T, then a float head
         trace(self, layernorm=z, head=z, **({"mean": x} if self.timesteps > 1 else {}))
         return self.head(z)
@@ -237,10 +295,10 @@ class DenseBlock(nnx.Module):
         d, h = width, width * mlp_ratio
         self.heads, self.attention, self.shift = heads, attention, shift
         self.ln1, self.ln2 = _norm(d, rngs), _norm(d, rngs)
-        self.wq, self.wk, self.wv, self.wo = (nnx.Linear(d, d, dtype=dtype, rngs=rngs) for _ in range(4))
+        self.wq, self.wk, self.wv, self.wo = _qkvo(d, dtype, rngs)
         self.moe = _moe(ffn, d, h, {**(moe_kw or {}), "dtype": dtype}, rngs)
         if self.moe is None:
-            self.w1, self.w2 = nnx.Linear(d, h, dtype=dtype, rngs=rngs), nnx.Linear(h, d, dtype=dtype, rngs=rngs)
+            self.w1, self.w2 = _mlp(d, h, dtype, rngs)
 
     def __call__(self, x):
         """``x [B, L, D]`` -> ``[B, L, D]``: ``x + attend(ln1 x)``, then ``x + mlp(ln2 x)``."""
@@ -274,7 +332,9 @@ class DenseLM(nnx.Module):
 
     def __init__(self, *, vocab: int = 256, width: int = 128, depth: int = 2, heads: int = 4, seq_len: int = 128,
                  mlp_ratio: int = 4, ffn: str = "dense", dtype: str = "float32", attention: str = "xla",
-                 token_shift: bool = False, rngs: nnx.Rngs, **moe_kw):
+                 token_shift: bool = False, remat: str = "none", rngs: nnx.Rngs, **moe_kw):
+        remat_policy(remat)  # validates
+        self.remat = remat
         if width % heads or depth < 1:
             raise ValueError(f"width/heads/depth: {width}/{heads}/{depth} not allowed; width must divide by heads")
         self.width, self.depth, self.heads, self.seq_len, self.vocab = width, depth, heads, seq_len, vocab
@@ -284,13 +344,11 @@ class DenseLM(nnx.Module):
         self.blocks = nnx.List([DenseBlock(width, heads, mlp_ratio, ffn=ffn, moe_kw=moe_kw, dtype=DTYPES[dtype],
                                            attention=attention, shift=token_shift, rngs=rngs) for _ in range(depth)])
         self.ln_f = _norm(width, rngs)
-        self.head = nnx.Linear(width, vocab, dtype=DTYPES[dtype], rngs=rngs)
+        self.head = _linear(width, vocab, ("embed", "vocab"), DTYPES[dtype], rngs)
 
     def __call__(self, tokens):
         """``tokens [B, L]`` -> logits ``[B, L, vocab]``."""
-        x = self.embed(tokens)
-        for block in self.blocks:
-            x = block(x)
+        x = _run_blocks(self.blocks, self.embed(tokens), self.remat, hasattr(self, "__captures__"))
         z = self.ln_f(x)
         trace(self, layernorm=z, head=z)
         return self.head(z)

@@ -72,6 +72,20 @@ def active_params(model) -> float:
     return float(total - embed - idle)
 
 
+def model_flops_per_token(model, seq_len: int) -> float:
+    """Training FLOPs per token (forward + backward) by PaLM's formula (Chowdhery et al. 2022, appendix B):
+    ``6 N + 12 L H Q T`` with N the parameters a token's matmuls use (``active_params``: embeddings are gathers,
+    a mixture of experts' idle experts do nothing), L blocks, H·Q = width, T = ``seq_len`` (attention's QKᵀ and
+    AV, counted over the whole window as PaLM does). A spiking LM runs its blocks ``timesteps`` times (the head
+    once, on the mean over time), so its block terms are multiplied by T_spike. Counted from the structure, never
+    from a forward pass; the runner turns it into MFU (``experiments.runner.mfu``)."""
+    n = active_params(model)
+    head = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(model.head, nnx.Param)))
+    steps = float(getattr(model, "timesteps", 1))
+    attention = 12.0 * model.depth * model.width * seq_len
+    return 6.0 * ((n - head) * steps + head) + attention * steps
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _routing(graphdef, state, tokens):
     _, stats = nnx.capture(nnx.merge(graphdef, state), MoEStats)(tokens)

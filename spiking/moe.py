@@ -23,13 +23,14 @@ post-training passes over the block Linears leave the experts and the router (pa
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from spiking.layers import Neuron, trace
+from spiking.layers import Neuron, sharded, trace
 
 __all__ = ["BALANCES", "DISPATCHES", "MoEFeedForward", "MoEStats", "RouterBias", "Routing", "capacity",
            "gather_rows", "load_balance_loss", "route", "router_z_loss"]
@@ -148,12 +149,15 @@ class MoEFeedForward(nnx.Module):
         self.experts, self.top_k, self.capacity_factor, self.balance = experts, top_k, capacity_factor, balance
         self.balance_weight, self.z_loss_weight, self.bias_rate = balance_weight, z_loss_weight, bias_rate
         self.dispatch, self.dtype, self.deterministic = dispatch, dtype, True
-        self.router = nnx.Linear(width, experts, use_bias=False, param_dtype=jnp.float32, rngs=rngs)
+        # logical axis names (spiking.layers.sharded): experts split over an expert axis, D and H as a dense MLP's
+        self.router = nnx.Linear(width, experts, use_bias=False, param_dtype=jnp.float32, rngs=rngs,
+                                 kernel_init=sharded(nnx.initializers.lecun_normal(), "embed", None))
         init = nnx.initializers.lecun_normal(batch_axis=(0,))  # as nnx.Linear's kernels, one per expert
-        self.w1 = nnx.Param(init(rngs.params(), (experts, width, hidden), jnp.float32))
-        self.b1 = nnx.Param(jnp.zeros((experts, hidden), jnp.float32))
-        self.w2 = nnx.Param(init(rngs.params(), (experts, hidden, width), jnp.float32))
-        self.b2 = nnx.Param(jnp.zeros((experts, width), jnp.float32))
+        zeros = nnx.initializers.zeros
+        self.w1 = nnx.Param(sharded(init, "expert", "embed", "mlp")(rngs.params(), (experts, width, hidden)))
+        self.b1 = nnx.Param(sharded(zeros, "expert", "mlp")(None, (experts, hidden)))
+        self.w2 = nnx.Param(sharded(init, "expert", "mlp", "embed")(rngs.params(), (experts, hidden, width)))
+        self.b2 = nnx.Param(sharded(zeros, "expert", "embed")(None, (experts, width)))
         self.bias = RouterBias(jnp.zeros((experts,), jnp.float32))
 
     def expert_params(self) -> int:

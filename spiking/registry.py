@@ -41,9 +41,15 @@ import experiments
 from experiments import ConfigError, Task, register_hook, register_model, register_task
 from spiking import data as text_data
 from spiking.distill import DIRECTIONS, Distill
-from spiking.layers import TWIN_ACTIVATIONS
+from spiking.layers import REMATS, TWIN_ACTIVATIONS
 from spiking.lm import DenseLM, SpikingLM
-from spiking.measure import active_params, measure_distill, measure_energy, measure_routing  # noqa: F401
+from spiking.measure import (  # noqa: F401
+    active_params,
+    measure_distill,
+    measure_energy,
+    measure_routing,
+    model_flops_per_token,
+)
 from spiking.moe import MoEFeedForward, MoEStats
 from spiking.neurons import NEURONS
 from spiking.surrogates import SURROGATES
@@ -89,6 +95,7 @@ class LMConfig:
     bias_rate: float = 1e-3
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     token_shift: bool = False  # RWKV-2's token shift on what Q/K/V and the MLP read (spiking.lm.token_shift)
+    remat: Literal[REMATS] = "none"  # "block": recompute each block in the backward pass; or a jax.checkpoint_policies name
 
     def __post_init__(self):
         if self.width < 1 or self.depth < 1 or self.heads < 1 or self.width % self.heads:
@@ -290,21 +297,21 @@ def _build(cls, **kw):
         raise ConfigError(f"model.{e}") from None
 
 
-@register_model("spiking_lm", config=SpikingLMConfig, hooks=("spiking_energy", "moe_routing"),
+@register_model("spiking_lm", config=SpikingLMConfig, hooks=("spiking_energy", "moe_routing", "lm_flops"),
                 doc="causal spiking transformer LM (Spikformer attention; T, placement, neuron, surrogate)")
 def spiking_lm(cfg: SpikingLMConfig, *, task, rngs):
     return _build(SpikingLM, rngs=rngs, seq_len=_seq_len(task), vocab=_vocab(task), spiking=True,
                   **dataclasses.asdict(cfg))
 
 
-@register_model("spiking_lm_twin", config=SpikingLMConfig, hooks=("spiking_energy", "moe_routing"),
+@register_model("spiking_lm_twin", config=SpikingLMConfig, hooks=("spiking_energy", "moe_routing", "lm_flops"),
                 doc="SpikingLM with every spiking neuron replaced by a continuous activation (the spike tax)")
 def spiking_lm_twin(cfg: SpikingLMConfig, *, task, rngs):
     return _build(SpikingLM, rngs=rngs, seq_len=_seq_len(task), vocab=_vocab(task), spiking=False,
                   **dataclasses.asdict(cfg))
 
 
-@register_model("dense_lm", config=DenseLMConfig, hooks=("spiking_energy", "moe_routing"),
+@register_model("dense_lm", config=DenseLMConfig, hooks=("spiking_energy", "moe_routing", "lm_flops"),
                 doc="pre-LayerNorm causal transformer LM (jax.nn.dot_product_attention), matched to spiking_lm")
 def dense_lm(cfg: DenseLMConfig, *, task, rngs):
     return _build(DenseLM, rngs=rngs, seq_len=_seq_len(task), vocab=_vocab(task), **dataclasses.asdict(cfg))
@@ -319,6 +326,14 @@ def spiking_energy(ctx) -> dict[str, float]:
 @register_hook("moe_routing", doc="mixture-of-experts load per expert, load entropy, max load, drops, params")
 def moe_routing(ctx) -> dict[str, float]:
     return measure_routing(ctx.model, ctx.eval_batches)
+
+
+@register_hook("lm_flops", doc="model FLOPs per training token and example (PaLM's 6N + 12LHQT), for MFU")
+def lm_flops(ctx) -> dict[str, float]:
+    seq = _seq_len(ctx.task)
+    per_token = model_flops_per_token(ctx.model, seq)
+    return {"model_flops_per_token": per_token, "model_flops_per_example": per_token * seq,
+            "tokens_per_example": float(seq)}
 
 
 @dataclasses.dataclass

@@ -2,8 +2,15 @@
 
 The NNX model is split once into a graph definition and three states: its ``Param`` leaves (trained), its
 ``Frozen`` leaves (a restored teacher: read inside the step, never differentiated, never checkpointed) and the rest
-(BatchNorm statistics, RNG counters, routing biases...: carried through the step and checkpointed). Everything is
-replicated over a ``data`` mesh of every visible device; batches are sharded over that axis.
+(BatchNorm statistics, RNG counters, routing biases...: carried through the step and checkpointed).
+
+The mesh is the config's ``[mesh]`` (``experiments.runner.mesh``: axes data, fsdp, tensor, expert; default every
+device on ``data``). Batches are split over (data, fsdp, expert). On a pure data-parallel mesh everything is
+replicated: the model is made once and copied to every device, as each device holds all of it anyway. On any other
+mesh the state is created already sharded: the model is first built abstractly (``nnx.eval_shape``: shapes and the
+parameters' logical axis names, no arrays), the rules give every parameter its sharding, and one jitted function
+with those ``out_shardings`` creates the parameters, then another the optimizer state (sharded like the
+parameters: ``mesh.like_params``), so no device ever holds a full copy.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from experiments.errors import ConfigError
 from experiments.runner import metrics as M
 from experiments.runner import registry
 from experiments.runner.config import Config
+from experiments.runner.mesh import batch_divisor, batch_spec, like_params, make_mesh, sharded_mesh, state_shardings
 
 
 class Frozen(nnx.Variable):
@@ -60,6 +68,7 @@ class Built:
     replicated: NamedSharding
     eval_step: Any = None
     hooks: list = dataclasses.field(default_factory=list)  # resolve_hooks(config): once per run
+    shardings: Any = None  # NamedShardings of ``state``, leaf for leaf (the step's out_shardings)
 
 
 def replicate(tree, sharding):
@@ -114,27 +123,61 @@ def merge(graphdef, params, frozen, rest, *, train: bool):
     return model
 
 
-def build(config: Config, make_tx) -> Built:
-    """The task, the model (split), the optimizer ``make_tx(model)`` and its state, and the evaluation batches,
-    replicated over every device."""
-    n_dev = jax.device_count()
-    if config.train.batch_size % n_dev:
-        raise ConfigError(f"train.batch_size: {config.train.batch_size} is not allowed on {n_dev} devices; "
-                          f"use a multiple of {n_dev}")
-    mesh = jax.make_mesh((n_dev,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+def build(config: Config, make_tx, devices=None) -> Built:
+    """The task, the model (split), the optimizer ``make_tx(model)`` and its state, and the evaluation batches, on
+    the config's mesh over ``devices`` (default: every device)."""
+    mesh = make_mesh(config.mesh, devices)
+    n_batch, tc = batch_divisor(mesh), config.train
+    if (tc.batch_size // tc.grad_accum) % n_batch:
+        raise ConfigError(f"train.batch_size: {tc.batch_size} is not allowed with grad_accum {tc.grad_accum} on a "
+                          f"mesh splitting the batch {n_batch} ways; use a multiple of {n_batch * tc.grad_accum}")
     replicated = NamedSharding(mesh, P())
     data_key, model_key, train_key, eval_key = jax.random.split(jax.random.key(config.seed), 4)
     task = registry.get("task", config.data.name).factory(config.data.cfg, key=data_key)
-    model = registry.get("model", config.model.name).factory(config.model.cfg, task=task, rngs=nnx.Rngs(model_key))
-    graphdef, params, frozen, rest = split(model)
-    tx = make_tx(model)
+    factory = registry.get("model", config.model.name).factory
+    make_model = lambda: factory(config.model.cfg, task=task, rngs=nnx.Rngs(model_key))
+    if sharded_mesh(mesh):
+        graphdef, params, frozen, rest, shardings, tx, opt_state = _create_sharded(make_model, make_tx, mesh,
+                                                                                   config.mesh.all_rules())
+    else:
+        model = make_model()
+        graphdef, params, frozen, rest = split(model)
+        tx = make_tx(model)
+        opt_state, shardings = tx.init(params), None
     # The key rides in the state (not baked into the program), so every seed of a sweep compiles to the same
     # executable and the persistent compilation cache serves all but the first.
-    state = {"params": params, "rest": rest, "opt_state": tx.init(params), "step": jnp.int32(0), "key": train_key}
-    state = unalias(replicate(state, replicated))  # donation needs one buffer per leaf
+    state = {"params": params, "rest": rest, "opt_state": opt_state, "step": jnp.int32(0), "key": train_key}
+    if shardings is None:
+        state = replicate(state, replicated)
+        shardings = jax.tree.map(lambda _: replicated, state)
+    else:
+        state = {**state, "step": replicate(state["step"], replicated), "key": replicate(state["key"], replicated)}
+        shardings = {**shardings, "step": replicated, "key": replicated}
+    state = unalias(state)  # donation needs one buffer per leaf
     return Built(task, tx, graphdef, state, replicate(frozen, replicated), replicate(task.train_data, replicated),
-                 eval_batches(task, config, replicated), eval_key, NamedSharding(mesh, P("data")), replicated,
-                 make_eval_step(graphdef, task.loss), resolve_hooks(config))
+                 eval_batches(task, config, replicated), eval_key, NamedSharding(mesh, batch_spec(mesh)), replicated,
+                 make_eval_step(graphdef, task.loss), resolve_hooks(config), shardings)
+
+
+def _create_sharded(make_model, make_tx, mesh, rules):
+    """The model's parts and optimizer state created sharded: ``(graphdef, params, frozen, rest, shardings of
+    {params, rest, opt_state}, tx, opt_state)``. Shapes and logical names come from an abstract model; each
+    array is made by a jitted function whose ``out_shardings`` place it, never whole on one device."""
+    replicated = NamedSharding(mesh, P())
+    graphdef, params_a, frozen_a, rest_a = split(nnx.eval_shape(make_model))
+    param_sh = state_shardings(params_a, mesh, rules)
+    rest_sh = jax.tree.map(lambda _: replicated, rest_a)
+    frozen_sh = jax.tree.map(lambda _: replicated, frozen_a)
+
+    def parts():
+        return split(make_model())[1:]
+
+    with jax.set_mesh(mesh):
+        params, frozen, rest = jax.jit(parts, out_shardings=(param_sh, frozen_sh, rest_sh))()
+        tx = make_tx(merge(graphdef, params, frozen, rest, train=True))
+        opt_sh = like_params(jax.eval_shape(tx.init, params), params, param_sh, replicated)
+        opt_state = jax.jit(tx.init, out_shardings=opt_sh)(params)
+    return graphdef, params, frozen, rest, {"params": param_sh, "rest": rest_sh, "opt_state": opt_sh}, tx, opt_state
 
 
 def eval_batches(task, config: Config, sharding) -> list:

@@ -9,6 +9,7 @@ command that runs it and the expected result. Layout::
     [model]                 # ``name`` + the model's fields
     [optimizer]             # ``name``, learning_rate, schedule, warmup_steps, clip_norm, weight_decay + its fields
     [train]                 # TrainConfig below
+    [mesh]                  # data / fsdp / tensor / expert sizes and [mesh.rules] (experiments.runner.mesh)
     [sweep]                 # seeds, grid (dotted key → values), variants (name → overrides)
     [[post]]                # post-training stages: ``name`` + the transform's fields (a list is a grid)
 
@@ -30,9 +31,10 @@ from typing import Any
 from experiments.errors import ConfigError
 from experiments.runner import registry
 from experiments.runner.fields import build_dataclass, coerce
+from experiments.runner.mesh import MeshConfig, parse_mesh
 
 SCHEDULES = ("constant", "warmup_cosine", "linear")
-TOP_KEYS = ("seed", "hooks", "data", "model", "optimizer", "train", "sweep", "post")
+TOP_KEYS = ("seed", "hooks", "data", "model", "optimizer", "train", "mesh", "sweep", "post")
 
 
 @dataclasses.dataclass
@@ -47,18 +49,22 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 0
     steps_per_call: int = 1
+    grad_accum: int = 1  # microbatches per step (lax.scan over batch_size / grad_accum rows each; one update)
     target_metric: str = ""  # e.g. "accuracy": fixed before any run, read by the stats harness
     target_value: float = 0.0
     target_mode: str = "max"
     stop_at_target: bool = False
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "eval_batch_size", "steps_per_call", "log_every"):
+        for name in ("steps", "batch_size", "eval_batch_size", "steps_per_call", "log_every", "grad_accum"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: {getattr(self, name)} is not allowed; must be > 0")
         for name in ("eval_every", "checkpoint_every", "max_eval_batches"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: {getattr(self, name)} is not allowed; must be >= 0 (0 = only at the end)")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"grad_accum: {self.grad_accum} is not allowed with batch_size {self.batch_size}; "
+                             "give a divisor of batch_size")
         if self.target_mode not in ("max", "min"):
             raise ValueError(f"target_mode: {self.target_mode!r} is not allowed; use 'max' or 'min'")
 
@@ -107,6 +113,7 @@ class Config:
     raw: dict
     source: str = ""
     post: list = dataclasses.field(default_factory=list)  # experiments.runner.stages.Stage, grids expanded
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
 
     def to_dict(self) -> dict:
         return copy.deepcopy(self.raw)
@@ -304,7 +311,9 @@ def validate(raw: dict, source: str = "") -> Config:
     coerce("sweep.grid", sweep.get("grid", {}), dict)
     coerce("sweep.variants", sweep.get("variants", {}), dict)
     post = expand_stages(raw.get("post", []))
-    return Config(seed, hooks, data, model, optimizer, optimizer_cfg, train, sweep, copy.deepcopy(raw), source, post)
+    mesh = parse_mesh(_table(raw, "mesh"))
+    return Config(seed, hooks, data, model, optimizer, optimizer_cfg, train, sweep, copy.deepcopy(raw), source, post,
+                  mesh)
 
 
 SWEEP_KEYS = ("baseline", "front", "front_post", "grid", "note", "scatter", "seeds", "table", "variants")

@@ -19,6 +19,7 @@ from experiments.runner import metrics as M
 from experiments.runner.build import build
 from experiments.runner.checkpoint import Checkpointer
 from experiments.runner.config import Config, apply_overrides, validate
+from experiments.runner.mesh import fitted
 from experiments.runner.stages import run_stages
 from experiments.runner.train import Log, enable_compilation_cache, make_optimizer, model_of
 
@@ -37,6 +38,7 @@ def _finished(run_dir, key: str) -> Path:
 def _restore(run_dir: Path, config: Config):
     """``(built, state, step)``: the run rebuilt from its config, its final checkpoint restored."""
     enable_compilation_cache()
+    config.mesh = fitted(config.mesh, jax.device_count())  # trained on another mesh: its arrays restore on any
     built = build(config, lambda model: make_optimizer(config, model=model))
     ckpt = Checkpointer(run_dir)
     step = ckpt.latest_step()

@@ -30,11 +30,15 @@ from experiments.analysis.folders import read_events
 from experiments.errors import ConfigError, TrainingDiverged
 from experiments.runner import metrics as M
 from experiments.runner import registry
+from experiments.runner.accumulate import accumulated
 from experiments.runner.build import Built, build, evaluate, merge, split
 from experiments.runner.checkpoint import Checkpointer
 from experiments.runner.config import Config, load_config
 from experiments.runner.data import HostFeed
 from experiments.runner.distributed import setup_distributed
+from experiments.runner.mesh import describe as mesh_summary
+from experiments.runner.mesh import per_device_bytes
+from experiments.runner.mfu import mfu_summary
 from experiments.runner.stages import run_stages
 
 
@@ -131,7 +135,8 @@ def check_workdir(workdir: Path, config: Config, overwrite: bool) -> None:
         raise ConfigError(f"--workdir: {str(workdir)!r} holds a finished run; choose a new workdir "
                           "(or pass --overwrite to replace it)")
     old = workdir / "config.json"
-    if old.exists() and not overwrite and json.loads(old.read_text()) != config.to_dict():
+    same = lambda raw: {k: v for k, v in raw.items() if k != "mesh"}  # noqa: E731 - resuming on another mesh is fine
+    if old.exists() and not overwrite and same(json.loads(old.read_text())) != same(config.to_dict()):
         raise ConfigError(f"--workdir: {str(workdir)!r} holds an unfinished run of a different config; "
                           "choose a new workdir (or pass --overwrite)")
 
@@ -150,9 +155,10 @@ def prepare_workdir(workdir: Path, config: Config, overwrite: bool) -> None:
 
 def make_one_step(built: Built, config: Config):
     """The pure training step ``(state, frozen, data) -> (state, metrics)``: draw a batch from the step's key,
-    value-and-grad of the task loss, optax update. Non-parameter state written by the forward (BatchNorm
-    statistics, routing biases) comes back out with the new parameters."""
-    task, tx, batch_size = built.task, built.tx, config.train.batch_size
+    value-and-grad of the task loss (over ``train.grad_accum`` microbatches: ``accumulated``), optax update.
+    Non-parameter state written by the forward (BatchNorm statistics, routing biases) comes back out with the new
+    parameters."""
+    task, tx, batch_size, accum = built.task, built.tx, config.train.batch_size, config.train.grad_accum
     extra_args = isinstance(tx, optax.GradientTransformationExtraArgs)
 
     def model_loss(params, frozen, rest, batch, key):
@@ -165,9 +171,14 @@ def make_one_step(built: Built, config: Config):
         batch = data if task.host_batch is not None else task.sample(data, batch_key, batch_size)  # host-fed: given
         batch = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, built.batch_sharding), batch)
         params = state["params"]
-        (loss, (metrics, rest)), grads = jax.value_and_grad(model_loss, has_aux=True)(
-            params, frozen, state["rest"], batch, loss_key)
-        if extra_args:  # optimizers that re-evaluate the loss (SAM, tunneling, SPSA)
+        if accum == 1:
+            (loss, (metrics, rest)), grads = jax.value_and_grad(model_loss, has_aux=True)(
+                params, frozen, state["rest"], batch, loss_key)
+        else:
+            vg = jax.value_and_grad(lambda p, r, b: model_loss(p, frozen, r, b, loss_key), has_aux=True)
+            loss, metrics, rest, grads = accumulated(vg, params, state["rest"], batch, accum, built.batch_sharding,
+                                                     task.counts)
+        if extra_args:  # optimizers that re-evaluate the loss (SAM, tunneling, SPSA), on the whole batch
             def value_fn(p):
                 return model_loss(p, frozen, state["rest"], batch, loss_key)[0]
 
@@ -207,6 +218,7 @@ class TrainStep:
         data_leaves, self.data_def = jax.tree.flatten(data)
         self.fixed = (frozen_leaves, data_leaves)
         self.programs: dict[int, Any] = {}
+        self.out_shardings = self.treedef.flatten_up_to(built.shardings)
         self.compile_time = 0.0
         # XLA's cost analysis counts a loop body once, so FLOPs come from one un-scanned step.
         self.flops_per_step = M.compiled_flops(jax.jit(self.one_step).lower(built.state, built.frozen, data))
@@ -236,8 +248,18 @@ class TrainStep:
                     state, out = jax.lax.scan(lambda s, _: self.one_step(s, frozen, data), state, None, length=n)
                 return self.leaves(state), out
 
-            self.programs[n] = jax.jit(steps, donate_argnums=0)
+            # the state keeps its shardings (parameters and optimizer state as the mesh rules place them)
+            self.programs[n] = jax.jit(steps, donate_argnums=0, out_shardings=(self.out_shardings, None))
         return self.programs[n]
+
+    def memory(self, leaves: list) -> dict[str, int]:
+        """XLA's memory analysis of the compiled one-step program, per device: ``state_bytes`` (the state's
+        arguments: parameters, optimizer state, ...; the frozen variables and training data subtracted),
+        ``temp_bytes`` (activations, gradients, workspace) and ``argument_bytes``. Not for host-fed tasks."""
+        stats = self.program(1).lower(leaves, *self.fixed).compile().memory_analysis()
+        fixed = per_device_bytes(self.fixed)
+        return {"state_bytes": int(stats.argument_size_in_bytes - fixed), "temp_bytes": int(stats.temp_size_in_bytes),
+                "argument_bytes": int(stats.argument_size_in_bytes)}
 
     def __call__(self, n: int, leaves: list):
         """``(state leaves, per-step metrics [n], fresh)`` from the state's leaves; asynchronous unless ``fresh``
@@ -349,15 +371,16 @@ def resume(ckpt: Checkpointer, writer: M.MetricsWriter, state):
 
 
 def run(config: Config | str, workdir: str | Path | None = None, *, overrides=(), quiet: bool = False,
-        overwrite: bool = False) -> RunResult:
+        overwrite: bool = False, devices=None) -> RunResult:
     """Train ``config`` (a Config or a config file path) in ``workdir``; resume an unfinished run found there;
-    then run the config's post-training stages on the trained model."""
+    then run the config's post-training stages on the trained model. ``devices``: the devices its ``[mesh]``
+    spans (default: every device)."""
     config = as_config(config, overrides)
     workdir = Path(workdir or Path("runs") / Path(config.source or "run").stem)
     setup_distributed()
     enable_compilation_cache()
     check_workdir(workdir, config, overwrite)
-    built = build(config, lambda model: make_optimizer(config, model=model))  # bad input fails before any write
+    built = build(config, lambda model: make_optimizer(config, model=model), devices)  # bad input: before any write
     prepare_workdir(workdir, config, overwrite)
     train_step = TrainStep(built, config)
     writer, ckpt = M.MetricsWriter(workdir / "metrics.jsonl", enabled=jax.process_index() == 0), Checkpointer(workdir)
@@ -379,15 +402,17 @@ def run(config: Config | str, workdir: str | Path | None = None, *, overrides=()
     ckpt.save(step, state)
     ckpt.close()
     post = run_stages(config.post, model_of(state, built), built, config, log, step)
-    summary = make_summary(config, final, state, step, step - start, train_time, train_step, reached_at, post)
+    summary = make_summary(config, final, state, step, step - start, train_time, train_step, reached_at, post,
+                           mesh=built.batch_sharding.mesh)
     if jax.process_index() == 0:
         M.write_json(workdir / "summary.json", summary)
     return RunResult(workdir, config, summary)
 
 
-def make_summary(config, final, state, step, trained, train_time, train_step, reached_at, post) -> dict:
+def make_summary(config, final, state, step, trained, train_time, train_step, reached_at, post, mesh=None) -> dict:
     """``step_time_s``: host wall time of the training loop (dispatch and read-back, not compile, evaluation or
-    checkpoints) over the steps trained in this process."""
+    checkpoints) over the steps trained in this process. With a path's ``model_flops_per_example`` in the final
+    metrics: tokens/s, model FLOPs per token and MFU (``experiments.runner.mfu``), over the mesh's devices."""
     tc = config.train
     timed = trained - sum(train_step.programs)  # each first call is compile time
     per_step = train_time / timed if timed > 0 else None
@@ -406,5 +431,8 @@ def make_summary(config, final, state, step, trained, train_time, train_step, re
         "peak_memory_bytes": M.peak_memory_bytes(),
         "target_reached_step": reached_at,
         "examples_seen": step * tc.batch_size,
+        **({} if mesh is None else mesh_summary(mesh)),
+        **(mfu_summary(tc.batch_size / per_step if per_step else None, final, mesh.size, mesh.devices.flat[0],
+                       str(getattr(config.model.cfg, "dtype", "float32"))) if mesh is not None else {}),
         **M.environment(),
     }
