@@ -3,7 +3,9 @@
 Character-level (byte-level, vocabulary 256) language modelling as in SpikeGPT's enwik8 experiments (Zhu et al.
 2023, "SpikeGPT: Generative Pre-trained Language Model with Spiking Neural Networks") and the classic char-RNN
 setting. Nothing is downloaded: the default corpus is the English text of CPython's ``pydoc_data.topics`` (about
-465k characters, present on every Python); any UTF-8 text file can be named instead.
+465k characters, present on every Python); ``stdlib`` is the Python standard library's own source (every ``*.py``
+under ``sysconfig.get_paths()["stdlib"]``, tests and site-packages left out: about 12 MB on Python 3.11, 26 times
+the pydoc text, for experiments that must not run out of data); any UTF-8 text file can be named instead.
 
 Shapes: a corpus is ``[N]`` uint8; a batch is ``{"tokens": [B, L + 1] int32}`` (inputs ``[:, :-1]``, targets
 ``[:, 1:]``). ``sample_windows`` is pure and jittable (random windows inside the training split only);
@@ -13,12 +15,16 @@ Shapes: a corpus is ``[N]`` uint8; a batch is ``{"tokens": [B, L + 1] int32}`` (
 from __future__ import annotations
 
 import os
+import sysconfig
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 VOCAB_SIZE = 256
+CORPORA = ("pydoc", "stdlib")
+_NOT_SOURCE = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
 
 
 def default_text() -> str:
@@ -28,13 +34,36 @@ def default_text() -> str:
     return "\n\n".join(topics.topics[k] for k in sorted(topics.topics))
 
 
-def load_corpus(path: str = "") -> np.ndarray:
-    """The corpus as UTF-8 bytes ``[N]`` uint8: the embedded default when ``path`` is empty, else the file's bytes.
+def stdlib_files() -> list[Path]:
+    """The standard library's ``*.py`` files in a fixed order (sorted relative paths), tests and site-packages out."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    return sorted((p for p in root.rglob("*.py") if not _NOT_SOURCE & set(p.relative_to(root).parts[:-1])
+                   and not p.name.startswith("test_")), key=lambda p: p.relative_to(root).as_posix())
+
+
+def stdlib_text() -> bytes:
+    """The ``stdlib`` corpus: each file's UTF-8 bytes (files that are not UTF-8 are left out), one newline between."""
+    parts = []
+    for p in stdlib_files():
+        data = p.read_bytes()
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        parts.append(data)
+    return b"\n".join(parts)
+
+
+def load_corpus(path: str = "", corpus: str = "pydoc") -> np.ndarray:
+    """The corpus as UTF-8 bytes ``[N]`` uint8: the file at ``path``, or with no path the embedded ``corpus``
+    (``pydoc`` or ``stdlib``).
 
     Raises ValueError (one line) when the file is missing, unreadable, not UTF-8 or too short.
     """
+    if not path and corpus not in CORPORA:
+        raise ValueError(f"corpus: {corpus!r} is not allowed; use one of {', '.join(CORPORA)}")
     if not path:
-        data = default_text().encode("utf-8")
+        data = default_text().encode("utf-8") if corpus == "pydoc" else stdlib_text()
     else:
         if not os.path.isfile(path):
             raise ValueError(f"path: file {path!r} does not exist; give an existing UTF-8 text file or '' for the "

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import platform
 from typing import Literal
 
 import jax
@@ -57,9 +58,11 @@ from spiking.surrogates import SURROGATES
 
 @dataclasses.dataclass
 class TextConfig:
-    """``path``: a UTF-8 text file, or "" for the embedded pydoc_data.topics corpus (about 466k bytes)."""
+    """``path``: a UTF-8 text file, or "" for an embedded ``corpus``: ``pydoc`` (pydoc_data.topics, about 466k bytes)
+    or ``stdlib`` (the standard library's own source, about 12 MB: a corpus that does not run out)."""
 
     path: str = ""
+    corpus: Literal["pydoc", "stdlib"] = "pydoc"
     seq_len: int = 128
     val_fraction: float = 0.1
     eval_windows: int = 128  # evaluation windows of the validation split (0 = all of it)
@@ -212,7 +215,7 @@ def _sample(train_data, key, batch_size, *, seq_len):
 def text_task(cfg: TextConfig, *, key) -> Task:
     del key  # the split and the evaluation windows are deterministic
     try:
-        corpus = text_data.load_corpus(cfg.path)
+        corpus = text_data.load_corpus(cfg.path, cfg.corpus)
         train, val = text_data.split(corpus, cfg.val_fraction)
         evals = text_data.eval_windows(val, cfg.seq_len, cfg.eval_windows)
     except ValueError as e:
@@ -228,6 +231,8 @@ def text_task(cfg: TextConfig, *, key) -> Task:
         spec={"vocab_size": text_data.VOCAB_SIZE, "seq_len": cfg.seq_len,
               "unigram_bits": text_data.unigram_entropy(train)},
         examples_per_epoch=max(1, len(train) // cfg.seq_len),
+        facts={"corpus": cfg.path or cfg.corpus, "bytes": len(corpus), "train_bytes": len(train),
+               "val_bytes": len(val), "python": platform.python_version()},
     )
 
 

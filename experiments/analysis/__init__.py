@@ -15,13 +15,17 @@ from experiments.analysis.folders import (
     variant_name,
 )
 from experiments.analysis.scaling import (
+    LAW_SIZES,
     BootstrapFit,
     PowerLaw,
-    bootstrap_fit,
+    SizeMeans,
     compute_multiplier,
+    draw_means,
     fit_power_law,
     local_exponents,
     loglog_slope,
+    parametric_fit,
+    size_means,
     training_compute,
 )
 from experiments.analysis.stats import (
@@ -41,10 +45,11 @@ from experiments.analysis.stats import (
 
 __all__ = [
     "bootstrap_ci",
-    "bootstrap_fit",
     "bootstrap_note",
     "BootstrapFit",
+    "LAW_SIZES",
     "compute_multiplier",
+    "draw_means",
     "difference_ci",
     "epochs_to_target",
     "families",
@@ -61,10 +66,13 @@ __all__ = [
     "median_ratio_ci",
     "numeric",
     "own_seed_named",
+    "parametric_fit",
     "percentile_interval",
     "points",
     "PowerLaw",
+    "SizeMeans",
     "ratio_ci",
+    "size_means",
     "read_events",
     "variant_name",
     "SUMMARY_FIELDS",

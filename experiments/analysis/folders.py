@@ -56,7 +56,7 @@ def load_runs(dirs) -> list[dict]:
         summary = json.loads((d / "summary.json").read_text())
         values = {k: v for k, v in summary.get("final", {}).items() if isinstance(v, (int, float))}
         values.update({k: summary[k] for k in SUMMARY_FIELDS if isinstance(summary.get(k), (int, float))})
-        named = {"flops_cost_analysis": "train_flops", "flops_6nd": "train_flops_6nd"}
+        named = {"flops_cost_analysis": "train_flops", "flops_6nd": "train_flops_6nd", "train_tokens": "train_tokens"}
         values.update({named[k]: v for k, v in training_compute(summary, config).items()})
         runs.append({"dir": d, "config": config, "flat": own_seed_named(config), "values": values,
                      "summary": summary})

@@ -3,8 +3,9 @@
 ``fit_power_law`` fits L(C) = E + A·C^(−α) the way Hoffmann et al. 2022 ("Training Compute-Optimal Large Language
 Models", approach 3) fit their parametric loss: a Huber loss (δ = 1e-3) on log L, minimised by L-BFGS from a grid of
 starting points, the best end point kept. Compute is normalised by its geometric mean inside the fit, so the
-optimiser sees numbers near 1 whatever the FLOP scale. ``bootstrap_fit`` resamples the seeds within each size for
-95% CIs on E, A and α (Kaplan et al. 2020 quote α_C ≈ 0.05 for compute). ``compute_multiplier`` states a lever's
+optimiser sees numbers near 1 whatever the FLOP scale. ``parametric_fit`` draws each size's mean from its Student-t
+sampling distribution for intervals on E, A and α that cover at 3-5 seeds a size (Kaplan et al. 2020 quote
+α_C ≈ 0.05 for compute). ``compute_multiplier`` states a lever's
 result the way Clark et al. 2022 ("Unified Scaling Laws for Routed Language Models") state a routed model's gain: the
 dense compute that reaches the same loss on the dense fit, divided by the lever's compute. This module reads numbers
 only; it never imports a model path.
@@ -22,6 +23,7 @@ from scipy.optimize import minimize
 from experiments.analysis.stats import percentile_interval
 
 HUBER_DELTA = 1e-3
+LAW_SIZES = 5  # sizes a fit of the floored law needs: its 3 parameters + 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,9 +67,11 @@ def _objective(theta, x, log_loss):
     return float(np.sum(_huber(r))) / HUBER_DELTA, grad / HUBER_DELTA
 
 
-def fit_power_law(compute, loss, *, start: PowerLaw | None = None) -> PowerLaw:
+def fit_power_law(compute, loss, *, start: PowerLaw | None = None, restarts: bool = False) -> PowerLaw:
     """The L(C) = E + A·C^(−α) fit of points ``compute [N]``, ``loss [N]`` (N ≥ 3, all > 0): the best of L-BFGS
-    runs from a grid of starting points, or from ``start`` alone (a bootstrap replicate starts at the full fit)."""
+    runs from a grid of starting points, or from ``start`` (a bootstrap replicate starts at the full fit) and, with
+    ``restarts``, also from two starts far from it (no floor; a floor at 90% of the lowest loss), so a replicate
+    whose optimum moved to another basin still finds it."""
     c, y = np.asarray(compute, dtype=float), np.asarray(loss, dtype=float)
     if c.shape != y.shape or c.ndim != 1 or len(c) < 3 or np.any(c <= 0) or np.any(y <= 0):
         raise ValueError(f"compute, loss: {len(c)} points is not allowed; give >= 3 matching positive values")
@@ -75,6 +79,10 @@ def fit_power_law(compute, loss, *, start: PowerLaw | None = None) -> PowerLaw:
     x, log_y = np.log(c) - log_c0, np.log(y)
     if start is not None:
         starts = [(math.log(max(start.E, 1e-12)), start.log_A - start.alpha * log_c0, start.alpha)]
+        if restarts:
+            for floor in (1e-6, 0.9):
+                e0 = math.log(floor * y.min())
+                starts.append((e0, math.log(max(np.mean(y) - math.exp(e0), 1e-6 * y.min())), max(start.alpha, 0.05)))
     else:
         starts = []
         for floor, alpha in itertools.product((0.0, 0.5, 0.9), (0.05, 0.3, 1.0)):
@@ -92,36 +100,66 @@ def fit_power_law(compute, loss, *, start: PowerLaw | None = None) -> PowerLaw:
 
 @dataclasses.dataclass
 class BootstrapFit:
-    """The fit on all points and ``n_boot`` refits on seeds resampled within each size; ``ci`` gives 95%
-    percentile intervals of E, A (as log A) and alpha, and of ``slope``: the pure power law's exponent (E = 0,
-    Kaplan et al. 2020's form: minus the least-squares slope of log L on log C) on the same points and replicates."""
+    """The fit and ``n_boot`` refits on replicate data (``parametric_fit``); ``ci`` gives percentile intervals of E,
+    A (as log A) and alpha, and of ``slope``: the pure power law's exponent (E = 0, Kaplan et al. 2020's form: minus
+    the least-squares slope of log L on log C) on the same points and replicates."""
 
     fit: PowerLaw
     fits: list
     slope: float = math.nan
     slopes: list = dataclasses.field(default_factory=list)
 
-    def ci(self, name: str) -> tuple[float, float]:
+    def ci(self, name: str, level: float = 0.95) -> tuple[float, float]:
         if name == "slope":
-            return percentile_interval(self.slopes)
-        return percentile_interval([getattr(f, name) for f in self.fits])
+            return percentile_interval(self.slopes, level)
+        return percentile_interval([getattr(f, name) for f in self.fits], level)
 
 
-def bootstrap_fit(points, n_boot: int = 200, seed: int = 0) -> BootstrapFit:
-    """``points``: ``(size, compute, loss)`` per run (a size holds the seeds of one model size). Each replicate
-    draws, for every size, as many runs as it has, with replacement, and refits."""
-    points = [(s, float(c), float(y)) for s, c, y in points]
+@dataclasses.dataclass(frozen=True)
+class SizeMeans:
+    """Per size (one model size: the seeds of one setting): mean compute, mean loss, the loss's standard error and
+    degrees of freedom (runs − 1), in the order the sizes came."""
+
+    names: tuple
+    compute: np.ndarray
+    loss: np.ndarray
+    sem: np.ndarray
+    dof: np.ndarray
+
+
+def size_means(points) -> SizeMeans:
+    """``points``: ``(size, compute, loss)`` per run. Every size needs >= 2 runs (a standard error)."""
     sizes: dict = {}
     for s, c, y in points:
-        sizes.setdefault(s, []).append((c, y))
-    rng = np.random.default_rng(seed)
-    full = fit_power_law([c for _, c, _ in points], [y for _, _, y in points])
-    fits, slopes = [], []
-    for _ in range(n_boot):
-        drawn = [runs[i] for runs in sizes.values() for i in rng.integers(0, len(runs), len(runs))]
-        fits.append(fit_power_law([c for c, _ in drawn], [y for _, y in drawn], start=full))
-        slopes.append(loglog_slope([c for c, _ in drawn], [y for _, y in drawn]))
-    return BootstrapFit(full, fits, loglog_slope([c for _, c, _ in points], [y for _, _, y in points]), slopes)
+        sizes.setdefault(s, []).append((float(c), float(y)))
+    few = [s for s, runs in sizes.items() if len(runs) < 2]
+    if few:
+        raise ValueError(f"size {few[0]} has one run: no standard error, so no interval")
+    arr = {s: np.asarray(runs) for s, runs in sizes.items()}
+    return SizeMeans(tuple(arr), np.array([a[:, 0].mean() for a in arr.values()]),
+                     np.array([a[:, 1].mean() for a in arr.values()]),
+                     np.array([a[:, 1].std(ddof=1) / math.sqrt(len(a)) for a in arr.values()]),
+                     np.array([len(a) - 1 for a in arr.values()]))
+
+
+def draw_means(means: SizeMeans, n_boot: int, rng) -> np.ndarray:
+    """``[n_boot, sizes]`` replicate mean losses: each size's mean plus its standard error times a Student-t draw
+    with that size's degrees of freedom (the sampling distribution of a mean of normal runs), kept positive."""
+    t = rng.standard_t(means.dof, size=(n_boot, len(means.names)))
+    return np.maximum(means.loss + means.sem * t, 1e-9 * means.loss)
+
+
+def parametric_fit(points, n_boot: int = 2000, seed: int = 0) -> BootstrapFit:
+    """The fit on the size means and ``n_boot`` refits on means drawn from their t distributions (``draw_means``),
+    each refit from the full fit and two far starts. The percentile intervals of these refits cover at 3-5 seeds a
+    size, where resampling 3 seeds gives [min, max] of each size (a parametric bootstrap, Efron & Tibshirani 1993,
+    ch. 6)."""
+    means = size_means(points)
+    full = fit_power_law(means.compute, means.loss)
+    draws = draw_means(means, n_boot, np.random.default_rng(seed))
+    fits = [fit_power_law(means.compute, d, start=full, restarts=True) for d in draws]
+    return BootstrapFit(full, fits, loglog_slope(means.compute, means.loss),
+                        [loglog_slope(means.compute, d) for d in draws])
 
 
 def loglog_slope(compute, loss) -> float:
@@ -165,4 +203,5 @@ def training_compute(summary: dict, config: dict) -> dict:
     tokens = final.get("tokens_per_example")
     if active and tokens:
         out["flops_6nd"] = 6.0 * active * tokens * summary.get("examples_seen", 0)
+        out["train_tokens"] = float(tokens * summary.get("examples_seen", 0))
     return out

@@ -1,4 +1,7 @@
-"""LM training-step speed: the dense (or spiking, or MoE) LM's useful FLOP/s against a large matmul's, same process.
+"""LM training-step speed: the dense (or spiking, or MoE) LM's useful FLOP/s against a large matmul's, same process,
+and its MFU (model FLOPs utilisation, PaLM appendix B: 6·N + 12·L·H·Q·T model FLOPs per token, ``spiking.measure.
+model_flops_per_token``, over the device's peak: ``experiments.runner.mfu``, the table's for a GPU or TPU, the large
+matmul's measured FLOP/s on a CPU).
 
 One step = the text task's loss (``spiking.registry.lm_loss``: cross-entropy, plus aux losses for MoE), its
 gradient, clipping and AdamW, jitted as the runner jits it (split once, pure step, donated state), scanned over
@@ -23,7 +26,9 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from experiments.runner.mfu import peak_flops
 from spiking.lm import DenseLM, SpikingLM
+from spiking.measure import model_flops_per_token
 from spiking.registry import lm_loss
 
 
@@ -38,7 +43,7 @@ def lm_step(model, batch: int, seq: int, steps_per_call: int):
         def loss(p):
             m = nnx.merge(graphdef, p, state["rest"], copy=True)
             m.train()
-            value, metrics = lm_loss(m, {"tokens": tokens}, None, True)
+            value, _ = lm_loss(m, {"tokens": tokens}, None, True)
             return value, nnx.split(m, nnx.Param, ...)[2]
 
         (value, rest), g = jax.value_and_grad(loss, has_aux=True)(state["params"])
@@ -66,12 +71,14 @@ def main():
     p.add_argument("--steps-per-call", type=int, default=5)
     p.add_argument("--matmul", type=int, default=2048)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--remat", default="none", help="model.remat: none | block | a jax.checkpoint_policies name")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     args = p.parse_args()
     dev = jax.devices()[0]
     print(f"machine: jax {jax.__version__} on {dev.platform} ({dev.device_kind}), {os.cpu_count()} CPUs; "
           f"load average {os.getloadavg()[0]:.1f}")
-    kw = dict(width=args.width, depth=args.depth, heads=args.heads, seq_len=args.seq, mlp_ratio=args.mlp_ratio,
-              rngs=nnx.Rngs(0))
+    kw = {"width": args.width, "depth": args.depth, "heads": args.heads, "seq_len": args.seq,
+          "mlp_ratio": args.mlp_ratio, "remat": args.remat, "dtype": args.dtype, "rngs": nnx.Rngs(0)}
     if args.model == "spiking_lm":
         model = SpikingLM(timesteps=args.timesteps, **kw)
     elif args.model == "moe_lm":
@@ -104,6 +111,13 @@ def main():
           f"{compile_s:.1f} s)")
     print(f"matmul {args.matmul}^3 float32: {mm * 1e3:.0f} ms, {mm_rate / 1e9:.1f} GFLOP/s")
     print(f"LM step FLOP/s / matmul FLOP/s: {flops / step / mm_rate:.1%} (goal >= 50%)")
+    per_token = model_flops_per_token(model, args.seq)
+    tokens_s = args.batch * args.seq / step
+    peak, source = (mm_rate, f"measured: this {args.matmul}^3 float32 matmul") if dev.platform == "cpu" else \
+        peak_flops(dev, args.dtype)
+    print(f"MFU: {per_token / 1e6:.2f} MFLOP per token (6N + 12LHQT) x {tokens_s:,.0f} tokens/s = "
+          f"{per_token * tokens_s / 1e9:.1f} GFLOP/s model FLOPs over a peak of {peak / 1e9:.1f} GFLOP/s ({source}): "
+          f"MFU {per_token * tokens_s / peak:.1%}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ per-size adjustments, and the verdict rule, fixed before any run::
     scatter = [["energy_pj", "loss"]]     # optional: compare's scatter plots; x may be a swept config field
                                           # ("data.train_size"): the metric along it, a line per other setting
     [claim.sizes.smoke]                   # seeds, a subset of variants, grid values, dotted overrides;
-                                          # skip = "needs a GPU: ..." reports the claim as not run at that size
+                                          # skip = "needs a GPU: ..." reports the claim as not run at that size;
+                                          # variant_grid = { moe = { "model.width" = [64, 96] } }: a variant's own
+                                          # grid values (the baseline may span more sizes than the lever)
     seeds = [0, 1]
     variants = ["dense", "sparse"]
     overrides = { "train.steps" = 20 }
@@ -28,31 +30,29 @@ per-size adjustments, and the verdict rule, fixed before any run::
     compare = "ratio"                     # "value" | "ratio" | "difference"
     op = "<="
     threshold = 1.10
-    [[claim.cases.conditions]]            # or, instead of compare, a fitted quantity (experiments/claim_fits.py)
+    [[claim.cases.conditions]]            # or, instead of compare, a fitted quantity (experiments.claims.fits)
     a = { variant = "sparse" }
     b = { variant = "dense" }             # only for fit = "multiplier" (the baseline fit) or "ratio_trend"
     fit = "multiplier"                    # "alpha" | "E" | "multiplier" | "alpha_change" | "ratio_trend"
-    compute = "train_flops"               # the default
+    compute = "train_flops_6nd"           # the default (6 · active params · tokens); "train_flops": XLA's count
     metric = "loss"
     op = ">="
     threshold = 1.0
 
 Runs live in ``out/<experiment>[-<overrides hash>]/<run>``: claims that run one experiment share its runs.
 
-Each condition is judged on its 95% bootstrap CI over seeds (means; medians with censoring for *_to_target; fewer
-than two seeds on a side leaves it undecided):
-*holds* when the whole interval satisfies ``op threshold``, *fails* when the whole interval violates it, and is
-undecided otherwise. A case is supported when all its conditions hold and refuted when any fails. The claim's
-verdict: **supported** if some case is supported, **not supported** if every case is refuted, else **inconclusive**.
+Each condition is judged on its interval over seeds at the claim's level (95%, Bonferroni-shared over its cases:
+1 − 0.05/k with k cases; ``case_level``): a Student-t interval for a mean, Welch's for two arms (on the log for a
+ratio), a paired t interval where the arms share seeds (``pair_by_seed``); medians to a target (censored runs) keep a
+bootstrap, noted when n is small. A condition *holds* when the whole interval satisfies ``op threshold``, *fails*
+when the whole interval violates it, and is undecided otherwise (fewer than two seeds on a side: undecided). A case
+is supported when all its conditions hold and refuted when any fails. The claim's verdict: **supported** if some
+case is supported, **not supported** if every case is refuted, else **inconclusive**; **no verdict** when an arm
+misses a competence floor (``floors = [{ a = { variant = "dense" }, metric = "bits_per_char", op = "<=",
+threshold = 2.31, why = "zlib -9 on the same text" }]``, judged on the mean).
 
-A ``fit`` condition fits L(C) = E + A·C^(−α) to side a's runs (one point per run: its size, ``values[compute]``,
-``values[metric]``; sizes are the numeric config fields, seed aside, that differ among the side's runs) with
-``scaling.bootstrap_fit`` (200 refits, seeds resampled within sizes) and judges the fitted quantity's 95% CI by the
-same rule: ``alpha`` / ``E``, the full fit's value; ``multiplier``, the geometric mean over side a's sizes of the
-baseline (side b) compute reaching the size's mean loss over its mean compute (> 1: side a saves compute; undecided
-when a mean loss is at or below the baseline's floor E); ``alpha_change``, α on the upper half of the compute range
-minus α on the lower half (each half >= 3 sizes); ``ratio_trend``, the slope of side a's mean metric over side
-b's, size by size, against log10 of b's compute. Fewer than 3 sizes leaves a fit undecided, with a note.
+A ``fit`` condition tests a quantity fitted over sizes (``experiments.claims.fits``: a parametric bootstrap, a
+minimum number of sizes, no verdict from extrapolation).
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ from experiments.analysis import stats
 from experiments.claims import fits as claim_fits
 from experiments.errors import ConfigError
 from experiments.runner.config import apply_overrides, read_file, validate
-from experiments.sweeps.sweep import expand
+from experiments.sweeps import tuning
+from experiments.sweeps.expand import expand
 
 SIZES = ("smoke", "cpu", "gpu")
 CLAIMS_DIR = Path(__file__).parent.parent / "configs" / "claims"
@@ -90,6 +91,7 @@ class Claim:
     scaling: list = dataclasses.field(default_factory=list)
     baseline: str | None = None
     post_rows: list = dataclasses.field(default_factory=list)
+    floors: list = dataclasses.field(default_factory=list)  # competence: what every arm must reach first
 
 
 def load_claim(path: str | Path) -> Claim:
@@ -112,13 +114,19 @@ def load_claim(path: str | Path) -> Claim:
                 raise ConfigError(f"{path}: every condition needs a, metric, op and threshold")
             if cond.get("op") not in ("<=", ">="):
                 raise ConfigError(f"{path}: op {cond.get('op')!r} is not allowed; use <= or >=")
+    floors = raw.get("floors", [])
+    for floor in floors if isinstance(floors, list) else [None]:
+        if not (isinstance(floor, dict) and {"a", "metric", "op", "threshold"} <= set(floor)
+                and floor.get("op") in ("<=", ">=")):
+            raise ConfigError(f"{path}: claim.floors takes tables {{ a = {{ variant = ... }}, metric = ..., op = "
+                              f"\"<=\" | \">=\", threshold = ..., why = \"...\" }}; got {floor!r}")
     rows = raw.get("post_rows", [])
     if not (isinstance(rows, list) and all(isinstance(r, str) for r in rows)):
         raise ConfigError(f"{path}: claim.post_rows must be a list of post-stage labels or label prefixes, "
                           f"e.g. [\"prune(\"]; got {rows!r}")
     return Claim(path, raw["id"], raw["title"], raw["statement"], raw["source"], (path.parent / raw["experiment"]),
                  raw.get("metrics", []), raw.get("sizes", {}), raw["cases"], raw.get("scatter", []),
-                 raw.get("scaling", []), raw.get("baseline"), rows)
+                 raw.get("scaling", []), raw.get("baseline"), rows, floors)
 
 
 def _order(claim: Claim) -> tuple:
@@ -138,8 +146,15 @@ def all_claims(only=None) -> list[Claim]:
     return claims
 
 
-def plan(claim: Claim, size: str) -> list[tuple[str, str, object]]:
-    """``[(variant, run name, Config)]`` of a claim's experiment at ``size`` (validated before anything runs)."""
+def tunes(claim: Claim, size: str) -> bool:
+    """Whether the claim's experiment tunes its arms at ``size`` (``[sweep.tuning]``; ``sizes.<size>.tune = false``
+    turns it off, as the smoke size does to stay short)."""
+    return bool(tuning.settings(read_file(claim.experiment))) and claim.sizes.get(size, {}).get("tune", True)
+
+
+def plan(claim: Claim, size: str, tuned: dict | None = None, *, tune: bool = False) -> list[tuple[str, str, object]]:
+    """``[(variant, run name, Config)]`` of a claim's experiment at ``size`` (validated before anything runs):
+    its tuning runs with ``tune``; else its runs, each arm with its ``tuned`` value (``tuning.choose``) where given."""
     if size not in SIZES:
         raise ConfigError(f"--size: {size!r} is not allowed; use one of {', '.join(SIZES)}")
     adjust = claim.sizes.get(size, {})
@@ -161,7 +176,15 @@ def plan(claim: Claim, size: str) -> list[tuple[str, str, object]]:
     for vname in chosen:
         one = copy.deepcopy(raw)
         one["sweep"]["variants"] = {vname: variants[vname]} if vname else {}
-        for name, cfg in expand(one):  # size overrides go last, so they also reach a variant's own sections
+        for key, values in adjust.get("variant_grid", {}).get(vname, {}).items():  # this variant's own sizes
+            one["sweep"].setdefault("grid", {})[key] = values
+        if tune:
+            planned = expand(tuning.tuning_raw(one))
+        elif tuned is not None and tuning.settings(one):
+            planned = tuning.apply(one, tuned)
+        else:
+            planned = expand(one)
+        for name, cfg in planned:  # size overrides go last, so they also reach a variant's own sections
             cfg = apply_overrides(cfg, adjust.get("overrides", {}))
             try:
                 runs.append((vname, name, validate(cfg, source=str(claim.experiment))))
@@ -224,7 +247,8 @@ def judge(cond: dict, runs: list[dict], level: float = stats.LEVEL) -> dict:
     'holds' / 'fails' / 'undecided' / 'missing' (a fit condition also a ``note`` where relevant). Means get t
     intervals (paired where the sides share seeds); medians to a target a bootstrap, with a note when n is small."""
     if "fit" in cond:
-        out = claim_fits.estimate(cond, _select(runs, cond["a"]), _select(runs, cond["b"]) if "b" in cond else [])
+        out = claim_fits.estimate(cond, _select(runs, cond["a"]), _select(runs, cond["b"]) if "b" in cond else [],
+                                  level)
         return {"state": out.pop("state", None) or _decide(cond, out["estimate"], *out["ci"]), **out}
     kind = cond.get("compare", "value")
     a = _seeded(_select(runs, cond["a"]), cond["metric"])
@@ -270,7 +294,20 @@ def case_level(claim: Claim) -> float:
     return 1 - (1 - stats.LEVEL) / max(len(claim.cases), 1)
 
 
+def competence(claim: Claim, runs: list[dict]) -> list[dict]:
+    """Each floor of the claim (an arm's mean metric against the level it must reach before its comparison means
+    anything: below zlib's bits/char, a baseline that learned) with its mean and whether it is met."""
+    out = []
+    for floor in getattr(claim, "floors", []):
+        mean = stats.mean_ci(values(_select(runs, floor["a"]), floor["metric"]))[0]
+        met = (mean <= floor["threshold"]) if floor["op"] == "<=" else (mean >= floor["threshold"])
+        out.append({**floor, "mean": mean, "met": bool(met) and not math.isnan(mean)})
+    return out
+
+
 def verdict(claim: Claim, runs: list[dict]) -> tuple[str, list]:
+    """``("supported" | "not supported" | "inconclusive" | "no verdict", judged cases)``: no verdict when an arm
+    misses its competence floor (an arm that did not learn compares nothing)."""
     judged, outcomes, level = [], [], case_level(claim)
     for case in claim.cases:
         results = [(cond, judge(cond, runs, level)) for cond in case.get("conditions", [])]
@@ -279,6 +316,8 @@ def verdict(claim: Claim, runs: list[dict]) -> tuple[str, list]:
                    else "refuted" if "fails" in states else "undecided")
         judged.append((case.get("name", ""), outcome, results))
         outcomes.append(outcome)
+    if not all(f["met"] for f in competence(claim, runs)):
+        return "no verdict", judged
     if "supported" in outcomes:
         return "supported", judged
     if outcomes and all(o == "refuted" for o in outcomes):

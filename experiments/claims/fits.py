@@ -2,50 +2,59 @@
 
 A condition with ``fit = ...`` (instead of ``compare``) tests a quantity fitted to side a's runs::
 
-    { a = { variant = "dense" }, fit = "alpha", compute = "train_flops", metric = "bits_per_char", op = ">=",
+    { a = { variant = "dense" }, fit = "alpha", compute = "train_flops_6nd", metric = "bits_per_char", op = ">=",
       threshold = 0.05 }
 
 Points: one per run of a side, ``(size, values[compute], values[metric])``; ``compute`` defaults to
-``"train_flops"``. A run's size is its values of the numeric config fields (seed aside) that differ among the side's
-runs, as ``scaling_report.families`` splits them. Every fit is ``scaling.bootstrap_fit`` (L(C) = E + A·C^(−α),
-``N_BOOT`` = 200 refits on seeds resampled within sizes, seed 0), and needs >= 3 sizes with >= 2 runs each (one run
-per size leaves nothing to resample); short of that the condition is undecided, with a note saying why.
+``"train_flops_6nd"`` (6 · active parameters · tokens, as Kaplan et al. and Clark et al. count; XLA's count,
+``train_flops``, is in every table beside it). A run's size is its values of the numeric config fields (seed aside)
+that differ among the side's runs (``analysis.families``). Every size needs >= 2 runs.
 
-- ``fit = "alpha"`` (or ``"E"``): the full fit's value; CI: ``BootstrapFit.ci``.
+Intervals come from a parametric bootstrap (``scaling.parametric_fit``): each size's mean is drawn from its Student-t
+sampling distribution (mean ± standard error × t with runs − 1 degrees of freedom), ``N_BOOT`` = 2,000 times, and the
+quantity is refitted from three starts each time; the interval is the 2.5/97.5 percentiles at the claim's level
+(Bonferroni over its cases). Resampling 3 seeds instead gives [min, max] of each size and covers far less.
+
+A fit needs at least its parameters + 2 sizes, else the condition says it "cannot decide at this size": 5 for the
+floored law L = E + A·C^(−α) (``alpha``, ``E``, and the baseline of ``multiplier``), 4 for a slope (``ratio_trend``,
+and each half of ``alpha_change``, which compares the pure power law's exponent, E = 0, of the two halves).
+
+- ``fit = "alpha"`` (or ``"E"``): the full fit's value.
 - ``fit = "multiplier"``: side b is the baseline fit; each of side a's sizes gives (mean compute, mean loss), and
   the estimate is the geometric mean over those sizes of ``fit.compute_for(loss) / compute`` (> 1: side a needs
-  less compute). CI: 2.5/97.5 percentiles of the same geometric mean over the baseline's refits (side a's seeds are
-  not resampled). A mean loss at or below the baseline's floor E leaves it undecided: no extrapolation. The result
-  also lists each size's multiplier (``multipliers``).
-- ``fit = "alpha_change"``: α fitted on the upper half of the compute range minus α on the lower half (sizes split
-  at the median of their mean compute, the median size in both halves; each half needs >= 3 sizes). CI: percentiles
-  of the difference over paired refits of the two halves (bootstrap seeds 0 and 1). Negative: the exponent
-  flattens. The result lists each half's α and its pure power law's exponent (E = 0), with CIs (``halves``).
-- ``fit = "ratio_trend"``: how side a's metric over side b's changes as the model grows (a spike tax shrinking, a
-  lever's gain growing). Per size both sides ran: the ratio of their mean metrics; the estimate is the least-squares
-  slope of that ratio against log10 of b's mean compute (change per tenfold compute). Needs >= 3 shared sizes with
-  >= 2 runs a side; CI: percentiles over ``N_BOOT`` refits with each side's seeds resampled within each size
-  (seed 0). The result lists each size's ratio (``ratios``). Negative: the ratio falls as the model grows.
+  less compute); both sides' means are drawn in each replicate. A mean loss of side a outside the range of the
+  baseline's measured size means is **extrapolated**: the condition reports the number but gives no verdict.
+- ``fit = "alpha_change"``: the log-log slope's exponent on the upper half of the compute range minus that on the
+  lower half (sizes split at the median of their mean compute; each half >= 4 sizes). Negative: the law flattens.
+- ``fit = "frontier_change"``: Hoffmann et al.'s L(N, D) = E + A/N^α + B/D^β fitted to a grid of model sizes ×
+  token budgets (``params`` = "active_params" and ``tokens`` = "train_tokens" name the values; >= 7 cells), and the
+  local exponent −d log L*/d log C of its compute-optimal frontier at the geometric middles of the upper and lower
+  halves of the measured 6ND, upper minus lower (``analysis.chinchilla``). Negative: the law flattens.
+- ``fit = "ratio_trend"``: how side a's metric over side b's changes as the model grows: per shared size the ratio of
+  the mean metrics, and the least-squares slope of that ratio against log10 of b's mean compute.
 
 ``estimate`` returns ``estimate``, ``ci`` and ``n`` (runs with both values on side a, side b), plus ``state`` only
-when it is decided here (missing / undecided) and ``note`` where relevant; ``claims.judge`` decides holds / fails /
-undecided from the CI exactly as for the other conditions.
+when it is decided here (missing / undecided / extrapolated) and ``note`` where relevant; ``claims.judge`` decides
+holds / fails / undecided from the interval exactly as for the other conditions.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
-from experiments.analysis import scaling
+from experiments.analysis import chinchilla, scaling
 from experiments.analysis.folders import families, points
 from experiments.analysis.stats import percentile_interval
 
-FITS = ("alpha", "E", "multiplier", "alpha_change", "ratio_trend")
+FITS = ("alpha", "E", "multiplier", "alpha_change", "ratio_trend", "frontier_change")
 PAIRED = ("multiplier", "ratio_trend")  # fits of side a against side b
-N_BOOT = 200
-MIN_SIZES = 3
+N_BOOT = 2000
+LAW_SIZES = scaling.LAW_SIZES  # the floored law's 3 parameters + 2
+SLOPE_SIZES = 4  # a slope's 2 parameters + 2
+DEFAULT_COMPUTE = "train_flops_6nd"
 
 
 def check(cond: dict) -> str | None:
@@ -60,40 +69,46 @@ def check(cond: dict) -> str | None:
         return f"a fit = {fit!r} condition needs b = {{ variant = ... }} (the side it is measured against)"
     if fit not in PAIRED and "b" in cond:
         return f"a fit = {fit!r} condition fits side a only; b is for fit = 'multiplier' or 'ratio_trend'"
-    if not isinstance(cond.get("compute", "train_flops"), str):
-        return f"compute {cond['compute']!r} is not allowed; name a value such as 'train_flops'"
+    if not isinstance(cond.get("compute", DEFAULT_COMPUTE), str):
+        return f"compute {cond['compute']!r} is not allowed; name a value such as 'train_flops_6nd'"
     return None
 
 
 def describe(cond: dict, a: str, b: str = "") -> str:
     """A readable line for a fit condition; ``a`` and ``b`` label the sides."""
-    metric, compute, fit = cond["metric"], cond.get("compute", "train_flops"), cond["fit"]
+    metric, compute, fit = cond["metric"], cond.get("compute", DEFAULT_COMPUTE), cond["fit"]
     if fit == "multiplier":
         expr = f"compute multiplier of {a} against the {b} fit ({metric}, {compute})"
     elif fit == "ratio_trend":
         expr = f"change of {a}'s {metric} over {b}'s per tenfold {compute} of {b}"
     elif fit == "alpha_change":
-        expr = f"change in fitted α (upper minus lower half of {compute}) of {metric} for {a}"
+        expr = f"change in the log-log exponent α (upper minus lower half of {compute}) of {metric} for {a}"
+    elif fit == "frontier_change":
+        expr = (f"change in the local exponent of {a}'s compute-optimal {metric} (L(N, D) fit; upper minus lower "
+                "half of 6ND)")
     else:
         expr = f"fitted {'α' if fit == 'alpha' else fit} of {metric} against {compute} for {a}"
     return f"{expr} {cond['op']} {cond['threshold']}"
 
 
-def estimate(cond: dict, a_runs: list[dict], b_runs: list[dict]) -> dict:
-    """The fitted quantity of ``cond`` from side a's (and b's) runs, with its 95% CI; never raises on bad points."""
-    compute, metric = cond.get("compute", "train_flops"), cond["metric"]
+def estimate(cond: dict, a_runs: list[dict], b_runs: list[dict], level: float = 0.95) -> dict:
+    """The fitted quantity of ``cond`` from side a's (and b's) runs, with its interval at ``level``; never raises on
+    bad points."""
+    compute, metric = cond.get("compute", DEFAULT_COMPUTE), cond["metric"]
     a, b = _side_points(a_runs, compute, metric), _side_points(b_runs, compute, metric)
     try:
-        if not a or (cond["fit"] in PAIRED and not b):
+        if cond["fit"] == "frontier_change":  # its own values: params, tokens, metric
+            out = _frontier_change(a_runs, cond, level)
+        elif not a or (cond["fit"] in PAIRED and not b):
             out = _undecided(f"no run of side {'b' if a else 'a'} has numeric {compute} and {metric}", "missing")
         elif cond["fit"] == "multiplier":
-            out = _multiplier(a, b)
+            out = _multiplier(a, b, level)
         elif cond["fit"] == "ratio_trend":
-            out = _ratio_trend(a, b)
+            out = _ratio_trend(a, b, level)
         elif cond["fit"] == "alpha_change":
-            out = _alpha_change(a)
+            out = _alpha_change(a, level)
         else:
-            out = _fitted(a, cond["fit"])
+            out = _fitted(a, cond["fit"], level)
     except ValueError as err:  # fit_power_law refuses non-positive values
         out = _undecided(f"no fit: {err}")
     return {**out, "n": (len(a), len(b))}
@@ -111,121 +126,119 @@ def _undecided(note: str, state: str = "undecided") -> dict:
     return {"state": state, "estimate": math.nan, "ci": (math.nan, math.nan), "note": note}
 
 
-def _unfittable(points) -> str | None:
-    """Why ``points`` can't get a bootstrap fit with a CI, or None."""
+def _too_few(points, need: int, what: str) -> str | None:
+    """Why ``points`` cannot give ``what`` an interval, or None."""
     counts: dict = {}
     for s, _, _ in points:
         counts[s] = counts.get(s, 0) + 1
-    if len(counts) < MIN_SIZES:
-        return f"a fit needs runs of >= {MIN_SIZES} sizes; found {len(counts)} ({', '.join(map(str, counts))})"
+    if len(counts) < need:
+        return (f"cannot decide at this size: {what} needs >= {need} sizes (its parameters + 2); found "
+                f"{len(counts)} ({', '.join(map(str, counts))})")
     single = [s for s, k in counts.items() if k < 2]
-    if single:
-        return f"size {single[0]} has one run: no seeds to resample for a CI"
-    return None
+    return f"size {single[0]} has one run: no standard error for an interval" if single else None
 
 
-def _boot(points, seed: int = 0) -> scaling.BootstrapFit:
-    return scaling.bootstrap_fit(points, n_boot=N_BOOT, seed=seed)
+def _interval(values, level: float) -> tuple[float, float]:
+    return percentile_interval(values, level)
 
 
-def _fitted(points, name: str) -> dict:
-    why = _unfittable(points)
+def _fitted(points, name: str, level: float) -> dict:
+    why = _too_few(points, LAW_SIZES, "the fit L = E + A·C^(−α)")
     if why:
         return _undecided(why)
-    boot = _boot(points)
-    return {"estimate": getattr(boot.fit, name), "ci": boot.ci(name)}
+    boot = scaling.parametric_fit(points, n_boot=N_BOOT)
+    return {"estimate": getattr(boot.fit, name), "ci": _interval([getattr(f, name) for f in boot.fits], level)}
 
 
-def _means(points) -> dict:
-    """``{size: (mean compute, mean loss)}``."""
-    return {s: (float(c.mean()), float(y.mean())) for s, (c, y) in _by_size(points).items()}
+def _ratio(fit: scaling.PowerLaw, compute, loss) -> np.ndarray:
+    """Baseline compute reaching each ``loss`` over its ``compute``; ``inf`` at or below the floor."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        gap = np.asarray(loss, float) - fit.E
+        logs = (fit.log_A - np.log(np.where(gap > 0, gap, np.nan))) / fit.alpha - np.log(compute)
+        return np.where(gap > 0, np.exp(np.minimum(logs, 700)), np.inf)
 
 
-def _ratio(fit: scaling.PowerLaw, compute: float, loss: float) -> float:
-    """Baseline compute reaching ``loss`` over ``compute``; ``inf`` at or below the floor or past float range."""
-    try:
-        return fit.compute_for(loss) / compute
-    except OverflowError:
-        return math.inf
+def _geomean(ratios) -> float:
+    r = np.asarray(ratios, float)
+    return math.inf if np.isinf(r).any() else float(np.exp(np.mean(np.log(r))))
 
 
-def _geomean(fit: scaling.PowerLaw, means: dict) -> float:
-    ratios = [_ratio(fit, c, y) for c, y in means.values()]
-    return math.inf if math.inf in ratios else math.exp(float(np.mean(np.log(ratios))))
-
-
-def _multiplier(a, b) -> dict:
-    why = _unfittable(b)
+def _multiplier(a, b, level: float) -> dict:
+    why = _too_few(b, LAW_SIZES, "the baseline's fit (side b)") or _too_few(a, 1, "side a")
     if why:
-        return _undecided(f"baseline (side b): {why}")
-    boot, means = _boot(b), _means(a)
-    per_size = [{"size": s, "compute": c, "loss": y, "multiplier": _ratio(boot.fit, c, y)}
-                for s, (c, y) in means.items()]
-    low = [m for m in per_size if m["loss"] <= boot.fit.E]
-    if low:
-        out = _undecided(f"mean loss {low[0]['loss']:.4g} at {low[0]['size']} is at or below the baseline "
-                               f"fit's floor E = {boot.fit.E:.4g}: no baseline compute reaches it (no extrapolation)")
-        return {**out, "multipliers": per_size}
-    refits = [_geomean(f, means) for f in boot.fits]
-    out = {"estimate": _geomean(boot.fit, means), "ci": percentile_interval(refits), "multipliers": per_size}
-    unbounded = sum(math.isinf(r) for r in refits)
-    if unbounded:
-        out["note"] = f"{unbounded} of {len(refits)} baseline refits have no compute reaching a mean loss (counted as ∞)"
+        return _undecided(why)
+    ma, mb = scaling.size_means(a), scaling.size_means(b)
+    boot = scaling.parametric_fit(b, n_boot=N_BOOT)
+    per_size = [{"size": s, "compute": float(c), "loss": float(y), "multiplier": float(_ratio(boot.fit, c, y))}
+                for s, c, y in zip(ma.names, ma.compute, ma.loss)]
+    lo, hi = float(mb.loss.min()), float(mb.loss.max())
+    draws_a = scaling.draw_means(ma, N_BOOT, np.random.default_rng(1))
+    refits = [_geomean(_ratio(f, ma.compute, d)) for f, d in zip(boot.fits, draws_a)]
+    out = {"estimate": _geomean([m["multiplier"] for m in per_size]), "ci": _interval(refits, level),
+           "multipliers": per_size}
+    outside = [m for m in per_size if not lo <= m["loss"] <= hi]
+    if outside:
+        out.update(state="extrapolated", note=f"extrapolated, no verdict: side a's mean loss {outside[0]['loss']:.4g} "
+                   f"at {outside[0]['size']} lies outside the baseline's measured range [{lo:.4g}, {hi:.4g}]")
     return out
 
 
-def _alpha_change(points) -> dict:
-    why = _unfittable(points)
+def _slope(x, y) -> np.ndarray:
+    """Least-squares slopes of each row of ``y [R, S]`` (or one row) on ``x [S]``."""
+    x = np.asarray(x, float) - np.mean(x)
+    y = np.atleast_2d(np.asarray(y, float))
+    return (y - y.mean(-1, keepdims=True)) @ x / (x @ x)
+
+
+def _alpha_change(points, level: float) -> dict:
+    why = _too_few(points, 2 * SLOPE_SIZES - 1, "the change of α over two halves")
     if why:
         return _undecided(why)
-    compute = {s: c for s, (c, _) in _means(points).items()}
-    mid = float(np.median(list(compute.values())))
-    lower = [s for s, c in compute.items() if c <= mid]
-    upper = [s for s, c in compute.items() if c >= mid]
-    if min(len(lower), len(upper)) < MIN_SIZES:
-        return _undecided(f"alpha_change needs >= {MIN_SIZES} sizes in each half of the compute range; found "
-                                f"{len(lower)} at or below the median {mid:.4g} and {len(upper)} at or above it")
-    low = _boot([p for p in points if p[0] in lower], seed=0)
-    high = _boot([p for p in points if p[0] in upper], seed=1)
-    change = [h.alpha - lo.alpha for h, lo in zip(high.fits, low.fits)]
-    return {"estimate": high.fit.alpha - low.fit.alpha, "ci": percentile_interval(change),
-            "alpha_lower": low.fit.alpha, "alpha_upper": high.fit.alpha, "halves": [
-                {"half": name, "sizes": len(part), "alpha": b.fit.alpha, "alpha_ci": b.ci("alpha"),
-                 "slope": b.slope, "slope_ci": b.ci("slope")} for name, part, b in (("lower", lower, low),
-                                                                                   ("upper", upper, high))]}
+    m = scaling.size_means(points)
+    mid = float(np.median(m.compute))
+    lower, upper = m.compute <= mid, m.compute >= mid
+    if min(lower.sum(), upper.sum()) < SLOPE_SIZES:
+        return _undecided(f"cannot decide at this size: each half of the compute range needs >= {SLOPE_SIZES} "
+                          f"sizes; found {lower.sum()} at or below the median {mid:.4g} and {upper.sum()} at or above")
+    x, draws = np.log(m.compute), np.log(scaling.draw_means(m, N_BOOT, np.random.default_rng(0)))
+    change = lambda y: -_slope(x[upper], y[..., upper]) + _slope(x[lower], y[..., lower])  # noqa: E731
+    halves = [{"half": name, "sizes": int(part.sum()), "slope": float(-_slope(x[part], np.log(m.loss[part]))[0]),
+               "slope_ci": _interval(-_slope(x[part], draws[:, part]), level)}
+              for name, part in (("lower", lower), ("upper", upper))]
+    return {"estimate": float(change(np.log(m.loss))[0]), "ci": _interval(change(draws), level), "halves": halves}
 
 
-def _by_size(points) -> dict:
-    """``{size: (computes, metric values)}`` as arrays."""
-    out: dict = {}
-    for s, c, y in points:
-        out.setdefault(s, ([], []))
-        out[s][0].append(c)
-        out[s][1].append(y)
-    return {s: (np.asarray(c, float), np.asarray(y, float)) for s, (c, y) in out.items()}
+def _ratio_trend(a, b, level: float) -> dict:
+    ma, mb = scaling.size_means(a), scaling.size_means(b)
+    shared = [s for s in mb.names if s in ma.names]
+    if len(shared) < SLOPE_SIZES:
+        return _undecided(f"cannot decide at this size: ratio_trend needs >= {SLOPE_SIZES} sizes both sides ran "
+                          f"(a slope's parameters + 2); found {len(shared)} ({', '.join(map(str, shared)) or 'none'})")
+    ia, ib = [ma.names.index(s) for s in shared], [mb.names.index(s) for s in shared]
+    x = np.log10(mb.compute[ib])
+    da = scaling.draw_means(ma, N_BOOT, np.random.default_rng(0))[:, ia]
+    db = scaling.draw_means(mb, N_BOOT, np.random.default_rng(1))[:, ib]
+    ratios = ma.loss[ia] / mb.loss[ib]
+    return {"estimate": float(_slope(x, ratios)[0]), "ci": _interval(_slope(x, da / db), level),
+            "ratios": [{"size": s, "ratio": float(r)} for s, r in zip(shared, ratios)]}
 
 
-def _ratio_trend(a, b) -> dict:
-    sa, sb = _by_size(a), _by_size(b)
-    shared = [s for s in sb if s in sa]
-    if len(shared) < MIN_SIZES:
-        return _undecided(f"ratio_trend needs >= {MIN_SIZES} sizes both sides ran; found {len(shared)} "
-                          f"({', '.join(shared) or 'none'})")
-    few = [s for s in shared if min(len(sa[s][1]), len(sb[s][1])) < 2]
-    if few:
-        return _undecided(f"size {few[0]} has one run on a side: no seeds to resample for a CI")
-    x = np.log10([sb[s][0].mean() for s in shared])
-
-    def slope(means_a, means_b):
-        return float(np.polyfit(x, np.asarray(means_a) / np.asarray(means_b), 1)[0])
-
-    rng = np.random.default_rng(0)
-
-    def resampled(values):
-        return rng.choice(values, size=values.size, replace=True).mean()
-
-    refits = [slope([resampled(sa[s][1]) for s in shared], [resampled(sb[s][1]) for s in shared])
-              for _ in range(N_BOOT)]
-    ratios = [{"size": s, "ratio": float(sa[s][1].mean() / sb[s][1].mean())} for s in shared]
-    return {"estimate": slope([sa[s][1].mean() for s in shared], [sb[s][1].mean() for s in shared]),
-            "ci": percentile_interval(refits), "ratios": ratios}
+def _frontier_change(runs: list[dict], cond: dict, level: float) -> dict:
+    """The local exponent of the compute-optimal frontier of an L(N, D) fit (``analysis.chinchilla``) at the
+    geometric middles of the upper and lower halves of the measured 6ND, upper minus lower: negative, it flattens."""
+    n_key, d_key, metric = cond.get("params", "active_params"), cond.get("tokens", "train_tokens"), cond["metric"]
+    fams, _ = families(runs)
+    pts = [(f"{fam}, {size}" if len(fams) > 1 else size, r["values"][n_key], r["values"][d_key], r["values"][metric])
+           for fam, sizes in fams.items() for size, rs in sizes.items() for r in rs
+           if all(isinstance(r["values"].get(k), (int, float)) for k in (n_key, d_key, metric))]
+    why = _too_few([(c, 0, y) for c, _, _, y in pts], chinchilla.CELLS, "the fit L(N, D) = E + A/N^α + B/D^β")
+    if why:
+        return _undecided(why)
+    full, fits, (n, d, _) = chinchilla.parametric_law(pts, n_boot=N_BOOT)
+    lo, hi = np.exp(np.quantile(np.log(6 * n * d), [0.25, 0.75]))
+    change = [f.local_exponent(hi) - f.local_exponent(lo) for f in fits]
+    return {"estimate": full.local_exponent(hi) - full.local_exponent(lo), "ci": _interval(change, level),
+            "halves": [{"half": name, "sizes": int(len(n) // 2), "slope": full.local_exponent(c),
+                        "slope_ci": _interval([f.local_exponent(c) for f in fits], level)}
+                       for name, c in (("lower", lo), ("upper", hi))],
+            "law": dataclasses.asdict(full)}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from experiments.analysis import stats
 from experiments.claims import fits as claim_fits
-from experiments.claims.claim import CLAIMS_DIR, Claim, case_level, values, verdict
+from experiments.claims.claim import CLAIMS_DIR, Claim, case_level, competence, values, verdict
 from experiments.reports import cells
 
 
@@ -46,7 +46,8 @@ def _made(runs: list[dict]) -> str:
     return f", finished {first}" + ("" if first == last else f" to {last}") + " UTC"
 
 
-def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, out: Path) -> list[str]:
+def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, out: Path, tuned=()) -> list[str]:
+    """The claim's section; ``tuned``: the tuning table's lines (``sweeps.tuning.table``) when its arms were tuned."""
     result, judged = verdict(claim, runs)
     lines = [f"## Claim {claim.id}: {claim.title}", "", f"**Claim.** {claim.statement}", "",
              f"**Source figure.** {claim.source}", "",
@@ -66,6 +67,13 @@ def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, o
     for label, rs in groups.items():
         row = [(cells.median_cell if stats.to_target_key(m) else cells.mean_cell)(values(rs, m)) for m in claim.metrics]
         lines.append(f"| {label} | {len(rs)} | " + " | ".join(row) + " |")
+    lines += list(tuned)
+    floors = competence(claim, runs)
+    if floors:
+        lines += ["", "**Competence** (each arm must reach this before its comparison counts; on the mean):", ""]
+        lines += [f"- {_side(f['a'])}: mean {f['metric']} {cells.number(f['mean'])} {f['op']} {f['threshold']}"
+                  f"{' (' + f['why'] + ')' if f.get('why') else ''} → {'met' if f['met'] else 'NOT met'}"
+                  for f in floors]
     level = case_level(claim)
     lines += ["", "**Verdict rule** (fixed before the runs): supported if any case has all its conditions hold on the "
               f"whole interval; not supported if every case has a condition whose whole interval violates it. "
@@ -80,10 +88,11 @@ def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, o
                          f"{r['state']}")
             lines += [f"    - {m['size']}: multiplier {cells.number(m['multiplier'])}" for m in r.get("multipliers", [])]
             lines += [f"    - {m['size']}: ratio {cells.number(m['ratio'])}" for m in r.get("ratios", [])]
-            lines += [f"    - {h['half']} half ({h['sizes']} sizes): α {cells.interval(h['alpha'], *h['alpha_ci'])}; "
-                      f"with E = 0, {cells.interval(h['slope'], *h['slope_ci'])}" for h in r.get("halves", [])]
+            lines += [f"    - {h['half']} half ({h['sizes']} sizes): α with E = 0 {cells.interval(h['slope'], *h['slope_ci'])}"
+                      for h in r.get("halves", [])]
             lines += [f"    - note: {r['note']}"] if r.get("note") else []
-    lines += ["", f"**Verdict: {result}.**", ""]
+    lines += ["", f"**Verdict: {result}.**" + (" An arm did not learn (a competence floor is not met), so its "
+                                                "comparison decides nothing." if result == "no verdict" else ""), ""]
     for png in sorted(report_dir.glob("*.png")):
         if _shows(png.name, claim.metrics):
             lines.append(f"![{png.stem}]({png.relative_to(out)})")
@@ -116,6 +125,29 @@ def _shows(name: str, metrics) -> bool:
     if name.startswith("post_"):
         return any(name.startswith(f"post_{m}_vs_") for m in metrics)
     return name.startswith(("scatter", "along", "front", "scaling")) or "eval" in name
+
+
+METHOD = """## Method
+
+- **Intervals.** Every interval covers what it says at the number of seeds used (checked by simulation in
+  `tests/runner/test_stats.py`: 0.93-0.98 at n = 3, 5 and 10, normal and log-normal): Student-t for a mean, Welch
+  (Satterthwaite's degrees of freedom) for a difference of two arms, Welch on the log for a ratio of means, and a
+  paired t interval on the per-seed differences or log ratios wherever the arms share seeds (the same seed sees the
+  same batches; a post-training stage is always paired with its own run). Medians to a target keep a bootstrap, with
+  a note when n is too small for one.
+- **Fitted quantities** (α, E, compute multipliers, trends) get a parametric bootstrap: each size's mean is drawn
+  from its t distribution 2,000 times and the quantity refitted from three starts. A fit needs its parameters + 2
+  sizes (5 for L = E + A·C^(−α), 4 for a slope), else the condition says it cannot decide at this size.
+- **No extrapolation.** A compute multiplier whose loss lies outside the baseline's measured range is reported as
+  extrapolated, never as a verdict.
+- **Compute** is counted both ways in the tables: 6 · active parameters · tokens (Kaplan et al. 2020, Clark et al.
+  2022) and XLA's cost analysis of the compiled step; the rules use 6·N·D, fixed before the runs.
+- **Multiplicity.** "Supported if any case holds" shares 5% over its k cases (Bonferroni): each interval is at
+  1 − 0.05/k.
+- **Competence.** A claim states the floor each arm must reach (for a language model: below zlib -9's bits/char on
+  the same text); an arm that misses it gives "no verdict".
+- **Rules, seeds and sizes** are in each claim file, committed before its runs; a change after results are seen is
+  said so in the file."""
 
 
 def skipped_section(claim: Claim, size: str) -> list[str]:

@@ -10,10 +10,12 @@ import shutil
 from pathlib import Path
 
 from experiments.analysis.folders import load_runs
-from experiments.claims.claim import all_claims, plan, runs_folder
-from experiments.claims.sections import claim_section, skipped_section
+from experiments.claims.claim import all_claims, plan, runs_folder, tunes
+from experiments.claims.sections import METHOD, claim_section, skipped_section
 from experiments.reports.compare import compare
+from experiments.runner.config import read_file
 from experiments.runner.train import run
+from experiments.sweeps import tuning
 from experiments.sweeps.sweep import finished, in_folder
 
 
@@ -32,35 +34,49 @@ def run_claims(size: str = "smoke", out: str | Path = "runs/claims", only=None, 
     out = Path(out)
     claims = all_claims(only)
     plans = {c.path.stem: plan(c, size) for c in claims}  # validate everything before running anything
+    tunings = {c.path.stem: plan(c, size, tune=True) for c in claims if tunes(c, size)}
     lines = [f"# Claims report (size `{size}`)", "",
              "Each section: the claim and its source figure, what was measured at this toolkit's scale, the verdict "
-             "rule fixed before the runs, and the verdict that follows from it.", ""]
+             "rule fixed before the runs, and the verdict that follows from it.", "", METHOD, ""]
     all_runs = []
     for claim in claims:
         if claim.sizes.get(size, {}).get("skip"):
             lines += skipped_section(claim, size)
             continue
-        claim_runs = []
-        for i, (variant, name, config) in enumerate(plans[claim.path.stem], 1):
-            rundir = out / runs_folder(claim, size) / name
-            config = in_folder(config, rundir.parent)
-            if not finished(rundir, config):
-                log(f"[{claim.path.stem} {i}/{len(plans[claim.path.stem])}] {name}")
-                if rundir.exists() and not (rundir / "checkpoints").exists():
-                    shutil.rmtree(rundir)
-                run(config, rundir, quiet=quiet)
-            claim_runs.append((variant, rundir))
+        folder, tuned = out / runs_folder(claim, size), []
+        if claim.path.stem in tunings:  # every arm tuned alike on the tuning seed first, then its verdict runs
+            tune = tunings[claim.path.stem]
+            _run_all(f"{claim.path.stem} tuning", tune, folder / tuning.FOLDER, quiet, log)
+            raw = read_file(claim.experiment)
+            chosen = tuning.choose(raw, folder / tuning.FOLDER, [(name, c.raw) for _, name, c in tune])
+            plans[claim.path.stem], tuned = plan(claim, size, chosen), tuning.table(raw, chosen)
+        claim_runs = _run_all(claim.path.stem, plans[claim.path.stem], folder, quiet, log)
         report_dir = out / claim.path.stem / "report"
         shutil.rmtree(report_dir, ignore_errors=True)  # the suite's own derived plots: none left from a last report
         compare([d for _, d in claim_runs], report_dir, scatter=[tuple(p) for p in claim.scatter],
                 scaling=[tuple(p) for p in claim.scaling], baseline=claim.baseline)
         runs = load_claim_runs(claim_runs)
         all_runs += runs
-        lines += claim_section(claim, runs, size, report_dir, out)
+        lines += claim_section(claim, runs, size, report_dir, out, tuned)
     lines += environment(all_runs)
     report = out / "REPORT.md"
     report.write_text("\n".join(lines))
     return report
+
+
+def _run_all(label: str, planned, folder: Path, quiet: bool, log) -> list[tuple[str, Path]]:
+    """Run each planned ``(variant, name, config)`` in ``folder / name`` unless finished; ``[(variant, rundir)]``."""
+    done = []
+    for i, (variant, name, config) in enumerate(planned, 1):
+        rundir = folder / name
+        config = in_folder(config, rundir.parent)
+        if not finished(rundir, config):
+            log(f"[{label} {i}/{len(planned)}] {name}")
+            if rundir.exists() and not (rundir / "checkpoints").exists():
+                shutil.rmtree(rundir)
+            run(config, rundir, quiet=quiet)
+        done.append((variant, rundir))
+    return done
 
 
 def environment(runs: list[dict]) -> list[str]:

@@ -95,7 +95,7 @@ def summary_table(dirs, metrics, baseline: str = "") -> str:
 
 
 def compare(dirs, out: str | Path, *, scatter=(), baseline: str | None = None, post=(),
-            scaling=(), front=(), n_boot: int = 200) -> Path:
+            scaling=(), front=(), n_boot: int = 2000) -> Path:
     """Write ``out/report.md`` and PNG plots for the finished runs under ``dirs``; returns the report's path.
     Runs with post-training stages get a stage table and plots of metrics against stage parameters (``post``:
     extra ``(param, metric)`` pairs). ``scaling``: ``(compute, loss)`` pairs fitted as power laws per group

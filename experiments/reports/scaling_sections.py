@@ -2,8 +2,8 @@
 
 Runs are split into *families* by the config fields that differ in text (a model name, an ffn kind, a variant) and,
 within a family, into *sizes* by the fields that differ in number (width, depth, steps). Each family's points (one
-per run) get ``scaling.bootstrap_fit`` (seeds resampled within sizes); the report tables α, E and A with 95% CIs
-and, against the ``--baseline`` family, each size's compute multiplier (the baseline compute that reaches its mean
+per run) get ``scaling.parametric_fit`` (size means drawn from their t distributions); the report tables α, E and A
+with 95% intervals and, against the ``--baseline`` family, each size's compute multiplier (the baseline compute that reaches its mean
 loss, over its mean compute), and draws loss against compute on log axes with each fit and its CI band.
 """
 
@@ -24,17 +24,22 @@ from experiments.reports.plots import legend_name, style
 
 
 def scaling_section(runs, out: Path, compute: str, loss: str, baseline: str | None = None,
-                    n_boot: int = 200) -> tuple[list[str], list[str]]:
-    """Markdown lines and the plot's file name for ``loss`` against ``compute``."""
+                    n_boot: int = 2000) -> tuple[list[str], list[str]]:
+    """Markdown lines and the plot's file name for ``loss`` against ``compute``; a family with fewer than
+    ``scaling.LAW_SIZES`` sizes (or a size with one run) is listed as not fitted, with why."""
     fams, size_keys = families(runs)
-    fits = {}
+    fits, unfitted = {}, []
     for fam, sizes in fams.items():
         pts = points(sizes, compute, loss)
-        if len({s for s, _, _ in pts}) >= 3:
-            fits[fam] = (scaling.bootstrap_fit(pts, n_boot=n_boot, seed=0), sizes)
+        counts = [sum(1 for p in pts if p[0] == s) for s in sizes]
+        if len([c for c in counts if c]) < scaling.LAW_SIZES or min(counts) < 2:
+            unfitted.append(f"{fam}: {len([c for c in counts if c])} sizes, {min(counts, default=0)} runs at the "
+                            f"smallest count (a fit needs >= {scaling.LAW_SIZES} sizes of >= 2 runs)")
+            continue
+        fits[fam] = (scaling.parametric_fit(pts, n_boot=n_boot, seed=0), sizes)
     if not fits:
-        raise ConfigError(f"--scaling: {compute}:{loss} needs runs of >= 3 sizes in a group (sizes differ in "
-                          f"number: {', '.join(size_keys) or 'none found'})")
+        note = "; ".join(unfitted) or f"no runs with numeric {compute} and {loss}"
+        return [f"## Scaling: {loss} against {compute}", "", f"Cannot fit at this size: {note}.", ""], []
     base = next(iter(fits))
     if baseline:
         matches = [f for f in fits if baseline == f or baseline in f.split(", ") or baseline in f]
@@ -42,9 +47,10 @@ def scaling_section(runs, out: Path, compute: str, loss: str, baseline: str | No
             raise ConfigError(f"--baseline: {baseline!r} matches no fitted group; groups: {', '.join(fits)}")
         base = matches[0]
     lines = [f"## Scaling: {loss} against {compute}", "",
-             f"L(C) = E + A·C^(−α), Huber on log L, L-BFGS from a grid (Hoffmann et al. 2022); 95% CIs from seeds "
-             f"resampled within sizes. Sizes differ in: {', '.join(size_keys) or 'nothing'}. α with E = 0: the pure power law "
-             f"L = A·C^(−α) (Kaplan et al. 2020's form), the log-log slope.", "",
+             f"L(C) = E + A·C^(−α), Huber on log L, L-BFGS from a grid (Hoffmann et al. 2022); 95% intervals from a "
+             f"parametric bootstrap ({n_boot} refits on size means drawn from their t distributions). Sizes differ "
+             f"in: {', '.join(size_keys) or 'nothing'}. α with E = 0: the pure power law L = A·C^(−α) (Kaplan et "
+             "al. 2020's form), the log-log slope.", ""] + [f"Not fitted: {u}." for u in unfitted] + ["",
              "| group | sizes | runs | α | E | log A | α with E = 0 |", "|---|---|---|---|---|---|---|"]
     for fam, (boot, sizes) in fits.items():
         cells = [interval(boot.slope if k == "slope" else getattr(boot.fit, k), *boot.ci(k))
@@ -53,6 +59,7 @@ def scaling_section(runs, out: Path, compute: str, loss: str, baseline: str | No
     lines += ["", f"Compute multiplier against `{base}`: the {base} compute reaching each size's mean {loss}, over "
               "that size's mean compute (> 1: the group needs less compute).", "",
               "| group | size | mean compute | mean loss | multiplier [95% CI] |", "|---|---|---|---|---|"]
+    measured = scaling.size_means(points(fits[base][1], compute, loss)).loss
     for fam, sizes in fams.items():
         for size, rs in sizes.items():
             pts = points({size: rs}, compute, loss)
@@ -61,6 +68,8 @@ def scaling_section(runs, out: Path, compute: str, loss: str, baseline: str | No
             c, y = float(np.mean([p[1] for p in pts])), float(np.mean([p[2] for p in pts]))
             m = scaling.compute_multiplier(fits[base][0], c, y)
             cell = m.get("note") or interval(m["multiplier"], *m["ci"])
+            if not measured.min() <= y <= measured.max():
+                cell = f"extrapolated (outside {base}'s measured {number(measured.min())}–{number(measured.max())}): {cell}"
             lines.append(f"| {fam} | {size} | {number(c)} | {number(y)} | {cell} |")
     path = out / f"scaling_{loss}_vs_{compute}.png"
     _plot(fams, fits, compute, loss, path)

@@ -309,6 +309,7 @@ def validate(raw: dict, source: str = "") -> Config:
         if not 0 <= s < 2**32:
             raise ConfigError(f"sweep.seeds[{i}]: {s} is not allowed; use integers in [0, 2**32)")
     coerce("sweep.grid", sweep.get("grid", {}), dict)
+    _check_tuning(sweep, seed)
     coerce("sweep.variants", sweep.get("variants", {}), dict)
     post = expand_stages(raw.get("post", []))
     mesh = parse_mesh(_table(raw, "mesh"))
@@ -316,7 +317,29 @@ def validate(raw: dict, source: str = "") -> Config:
                   mesh)
 
 
-SWEEP_KEYS = ("baseline", "front", "front_post", "grid", "note", "scatter", "seeds", "table", "variants")
+SWEEP_KEYS = ("baseline", "front", "front_post", "grid", "note", "scatter", "seeds", "table", "tuning", "variants")
+TUNING_KEYS = ("field", "metric", "mode", "seed", "values")
+
+
+def _check_tuning(sweep: dict, seed: int) -> None:
+    """``sweep.tuning`` (``experiments.sweeps.tuning``): its keys, types, and a seed no verdict run uses."""
+    if "tuning" not in sweep:
+        return
+    t = coerce("sweep.tuning", sweep["tuning"], dict)
+    bad = sorted(set(t) ^ set(TUNING_KEYS))
+    if bad:
+        raise ConfigError(f"sweep.tuning.{bad[0]}: {'unknown' if bad[0] in t else 'missing'} key; the tuning table "
+                          f"has {', '.join(TUNING_KEYS)}")
+    if split_key(coerce("sweep.tuning.field", t["field"], str))[0] not in TOP_KEYS:
+        raise ConfigError(f"sweep.tuning.field: {t['field']!r} is not allowed; name a dotted config field such as "
+                          "optimizer.learning_rate")
+    if len(coerce("sweep.tuning.values", t["values"], list)) < 2:
+        raise ConfigError(f"sweep.tuning.values: {t['values']!r} is not allowed; give >= 2 values to choose from")
+    coerce("sweep.tuning.metric", t["metric"], str)
+    coerce("sweep.tuning.mode", t["mode"], typing.Literal["min", "max"])
+    if coerce("sweep.tuning.seed", t["seed"], int) in sweep.get("seeds", [seed]):
+        raise ConfigError(f"sweep.tuning.seed: {t['seed']} is not allowed; it is a verdict seed (sweep.seeds); "
+                          "tune on a seed no verdict uses")
 
 
 def load_config(path: str | Path, overrides=()) -> Config:

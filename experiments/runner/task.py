@@ -46,6 +46,7 @@ class Task:
       eval_batches: ``(eval_data, batch_size) -> [batch, ...]``; defaults to consecutive slices.
       spec: facts a model factory needs (``num_classes``, ``vocab_size``, ``input_shape``...).
       examples_per_epoch: size of one pass over the training data, for epoch accounting.
+      facts: what the task records of its data in ``summary.json["task"]`` (a corpus's name and size, ...).
       counts: names of metrics that are counts (calls, evaluations): evaluation sums them over batches
         instead of averaging them.
       host_batch: ``(step, rows, batch_size) -> batch rows [rows, ...]`` as numpy arrays, for data too large for
@@ -63,4 +64,5 @@ class Task:
     spec: dict[str, Any] = dataclasses.field(default_factory=dict)
     examples_per_epoch: int | None = None
     counts: tuple[str, ...] = ()
+    facts: dict[str, Any] = dataclasses.field(default_factory=dict)  # recorded in summary.json["task"]
     host_batch: Callable[[int, slice, int], PyTree] | None = None

@@ -404,6 +404,8 @@ def run(config: Config | str, workdir: str | Path | None = None, *, overrides=()
     post = run_stages(config.post, model_of(state, built), built, config, log, step)
     summary = make_summary(config, final, state, step, step - start, train_time, train_step, reached_at, post,
                            mesh=built.batch_sharding.mesh)
+    if built.task.facts:  # what the task records of its data (a corpus's name, bytes, Python version)
+        summary["task"] = M.to_builtin(built.task.facts)
     if jax.process_index() == 0:
         M.write_json(workdir / "summary.json", summary)
     return RunResult(workdir, config, summary)

@@ -1,6 +1,8 @@
 """Sweeps: a config's grid, variants and seeds expanded into runs, and the launchers that run them (this process,
 local processes, a Ray cluster, a SLURM job array). Restartable: finished runs are skipped."""
 
+from experiments.sweeps import tuning
+from experiments.sweeps.expand import apply_variant, expand, slug
 from experiments.sweeps.launchers import (
     Job,
     LocalPool,
@@ -14,7 +16,7 @@ from experiments.sweeps.launchers import (
     slot_envs,
     worker_main,
 )
-from experiments.sweeps.sweep import SweepFailed, apply_variant, expand, finished, in_folder, plan, run_sweep
+from experiments.sweeps.sweep import SweepFailed, finished, in_folder, plan, run_sweep, validated
 
 __all__ = [
     "apply_variant",
@@ -30,8 +32,11 @@ __all__ = [
     "plan",
     "RayLauncher",
     "run_sweep",
+    "tuning",
+    "validated",
     "Sequential",
     "slot_envs",
+    "slug",
     "SlurmLauncher",
     "SweepFailed",
     "worker_main",

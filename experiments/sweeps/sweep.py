@@ -11,10 +11,7 @@ Where the runs execute (this process, a pool of local processes, Ray, SLURM) is 
 
 from __future__ import annotations
 
-import copy
-import itertools
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -22,52 +19,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from experiments.errors import ConfigError
-from experiments.runner.config import TOP_KEYS, Config, apply_overrides, read_file, set_dotted, validate
+from experiments.runner.config import Config, apply_overrides, read_file, validate
+from experiments.sweeps import tuning
+from experiments.sweeps.expand import expand
 from experiments.sweeps.launchers import Job, Sequential
-
-
-def _slug(value) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", str(value)).strip("-") or "x"
-
-
-def apply_variant(raw: dict, variant: dict) -> dict:
-    raw = copy.deepcopy(raw)
-    for key, value in variant.items():
-        if key in TOP_KEYS and isinstance(value, dict):
-            raw[key] = copy.deepcopy(value)
-        else:
-            set_dotted(raw, key, value)
-    return raw
-
-
-def expand(raw: dict) -> list[tuple[str, dict]]:
-    """``[(run_name, raw_config), ...]`` for every variant × grid point × seed; each raw config has no sweep."""
-    sweep = raw.get("sweep") or {}
-    seeds = sweep.get("seeds") or [raw.get("seed", 0)]
-    grid = sweep.get("grid") or {}
-    variants = sweep.get("variants") or {"": {}}
-    keys = list(grid)
-    for key in keys:
-        if not isinstance(grid[key], list) or not grid[key]:
-            raise ConfigError(f"sweep.grid.{key}: {grid[key]!r} is not allowed; give a non-empty list of values")
-    runs = []
-    base = {k: v for k, v in raw.items() if k != "sweep"}
-    for vname, variant in variants.items():
-        if not isinstance(variant, dict):
-            raise ConfigError(f"sweep.variants.{vname}: {variant!r} is not allowed; give a table of overrides")
-        for values in itertools.product(*(grid[k] for k in keys)):
-            for seed in seeds:
-                cfg = apply_variant(base, variant)
-                for key, value in zip(keys, values):
-                    set_dotted(cfg, key, value)
-                cfg["seed"] = seed
-                plots = {k: sweep[k] for k in ("scatter", "front", "front_post", "table", "baseline", "note")
-                         if sweep.get(k)}
-                if plots:  # kept so `compare` (and `sweep`'s table) find what this experiment asks to show
-                    cfg["sweep"] = plots
-                parts = ([_slug(vname)] if vname else []) + [f"{_slug(k)}={_slug(v)}" for k, v in zip(keys, values)]
-                runs.append(("__".join(parts + [f"seed={seed}"]), cfg))
-    return runs
 
 
 def _fill(value, folder: str, seed: int):
@@ -89,14 +44,20 @@ def in_folder(config: Config, folder: str | Path) -> Config:
     return validate(_fill(config.raw, str(Path(folder).resolve()), config.seed), source=config.source)
 
 
-def plan(path: str | Path, overrides=()) -> list[tuple[str, Config]]:
-    """Every run of a config file's sweep, validated before anything runs (a bad variant fails up front)."""
-    raw = apply_overrides(read_file(path), overrides)
-    validate(raw, source=str(path))
+def plan(path: str | Path, overrides=(), chosen: dict | None = None) -> list[tuple[str, Config]]:
+    """Every run of a config file's sweep, validated before anything runs (a bad variant fails up front). A sweep
+    that tunes (``[sweep.tuning]``) gets each arm's ``chosen`` value (``tuning.choose``); without it, the runs are
+    planned with the config's own value, for validation and ``--dry-run``."""
+    return validated(apply_overrides(read_file(path), overrides), str(path), chosen)
+
+
+def validated(raw: dict, source: str, chosen: dict | None = None) -> list[tuple[str, Config]]:
+    validate(raw, source=source)
+    runs = tuning.apply(raw, chosen) if chosen is not None else expand(raw)
     out = []
-    for name, cfg in expand(raw):
+    for name, cfg in runs:
         try:
-            out.append((name, validate(cfg, source=str(path))))
+            out.append((name, validate(cfg, source=source)))
         except ConfigError as err:
             raise ConfigError(f"sweep run {name}: {err}") from None
     return out
@@ -164,9 +125,20 @@ def run_sweep(path: str | Path, workdir: str | Path, overrides=(), *, quiet: boo
     ``launcher`` (see ``experiments.sweeps.launchers``) says where: by default one after another in this process, where an
     error stops the sweep; any other launcher runs each run in its own process, reports a line per finished run,
     goes on past failures and raises ``SweepFailed`` naming them at the end. A child's output goes to
-    ``workdir/logs/<run name>.log``."""
+    ``workdir/logs/<run name>.log``. A sweep with ``[sweep.tuning]`` first runs its tuning runs in
+    ``workdir/tuning`` and gives each arm its chosen value (``experiments.sweeps.tuning``)."""
     workdir = Path(workdir)
-    runs = plan(path, overrides)
+    raw = apply_overrides(read_file(path), overrides)
+    runs = validated(raw, str(path))  # everything validated before anything runs
+    if tuning.settings(raw):
+        tune = validated(tuning.tuning_raw(raw), str(path))
+        log(f"tuning {tuning.settings(raw)['field']}: {len(tune)} runs on seed {tuning.settings(raw)['seed']}")
+        _launch(tune, workdir / tuning.FOLDER, quiet, log, launcher)
+        runs = validated(raw, str(path), tuning.choose(raw, workdir / tuning.FOLDER))
+    return _launch(runs, workdir, quiet, log, launcher)
+
+
+def _launch(runs, workdir: Path, quiet: bool, log, launcher) -> list:
     dirs, todo = [], []
     for i, (name, config) in enumerate(runs, 1):
         rundir = workdir / name

@@ -7,7 +7,17 @@ import nbformat
 import pytest
 
 from experiments import ConfigError
-from experiments.claims import all_claims, case_level, judge, load_claim, plan, publish, verdict, with_post_rows
+from experiments.claims import (
+    all_claims,
+    case_level,
+    competence,
+    judge,
+    load_claim,
+    plan,
+    publish,
+    verdict,
+    with_post_rows,
+)
 
 from .helpers import REPO, cli
 
@@ -27,7 +37,7 @@ def test_smoke_suite_writes_one_section_per_claim_with_a_verdict(smoke):
     for claim in claims:
         assert f"## Claim {claim.id}: {claim.title}" in text
         assert claim.source[:40] in text
-    verdicts = re.findall(r"\*\*Verdict: (supported|not supported|inconclusive|not run)\.\*\*", text)
+    verdicts = re.findall(r"\*\*Verdict: (supported|not supported|inconclusive|no verdict|not run)\.\*\*", text)
     assert len(verdicts) == len(claims)
     skipped = [c for c in claims if c.sizes.get("smoke", {}).get("skip")]
     assert verdicts.count("not run") == len(skipped) and all(c.sizes["smoke"]["skip"] in text for c in skipped)
@@ -83,6 +93,22 @@ def test_verdict_follows_the_rule_on_the_ci():
     assert verdict(C, _runs([10, 10.1, 9.9, 10], [10, 10.2, 9.8, 10]))[0] == "not supported"
     assert verdict(C, _runs([2, 18, 5, 15], [10, 10.2, 9.8, 10]))[0] == "inconclusive"
     assert case_level(C) == pytest.approx(0.975)  # two cases share the 5% (Bonferroni)
+
+
+def test_an_arm_below_its_competence_floor_gives_no_verdict():
+    cond = {"a": {"variant": "a"}, "b": {"variant": "b"}, "metric": "m", "compare": "ratio", "op": "<=",
+            "threshold": 0.9}
+
+    class C:
+        cases = [{"name": "x", "conditions": [cond]}]
+        floors = [{"a": {"variant": "b"}, "metric": "m", "op": "<=", "threshold": 9.0, "why": "zlib"}]
+
+    runs = _runs([5, 5.1, 4.9, 5], [10, 10.2, 9.8, 10])  # a holds against b, but b (mean 10) never reached 9
+    assert verdict(C, runs)[0] == "no verdict"
+    floor, = competence(C, runs)
+    assert floor["mean"] == pytest.approx(10.0) and not floor["met"]
+    C.floors = [dict(C.floors[0], threshold=10.5)]
+    assert verdict(C, runs)[0] == "supported"
 
 
 def test_bad_claim_files_and_sizes(tmp_path):

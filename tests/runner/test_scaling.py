@@ -1,11 +1,12 @@
-"""Scaling fits: a known power law recovered from noisy points within its bootstrap CI; multipliers."""
+"""Scaling fits: a known power law recovered from noisy points within its parametric-bootstrap interval;
+multipliers; a family with too few sizes is not fitted."""
 
 import math
 
 import numpy as np
 import pytest
 
-from experiments.analysis import PowerLaw, bootstrap_fit, compute_multiplier, fit_power_law, local_exponents
+from experiments.analysis import PowerLaw, compute_multiplier, fit_power_law, local_exponents, parametric_fit
 
 TRUE = PowerLaw(E=1.6, log_A=math.log(40.0), alpha=0.15)
 SIZES = np.logspace(9, 13, 6)
@@ -23,8 +24,8 @@ def test_exact_points_give_the_exact_law():
     assert fit.A == pytest.approx(40.0, rel=1e-2)
 
 
-def test_noisy_points_recover_the_law_within_the_bootstrap_ci():
-    boot = bootstrap_fit(_points(), n_boot=40, seed=0)
+def test_noisy_points_recover_the_law_within_the_parametric_bootstrap_interval():
+    boot = parametric_fit(_points(), n_boot=40, seed=0)
     for name, true in (("alpha", TRUE.alpha), ("E", TRUE.E), ("log_A", TRUE.log_A)):
         lo, hi = boot.ci(name)
         assert lo <= true <= hi, (name, lo, true, hi)
@@ -39,7 +40,7 @@ def test_multiplier_is_one_on_the_dense_curve_and_measures_a_shift():
     assert compute_multiplier(fit, 1e10, float(fit(4e10)))["multiplier"] == pytest.approx(4.0, rel=1e-9)
     below = compute_multiplier(fit, 1e10, fit.E * 0.99)
     assert below["below_floor"] and math.isnan(below["multiplier"]) and "floor" in below["note"]
-    boot = bootstrap_fit(_points(), n_boot=20)
+    boot = parametric_fit(_points(), n_boot=20)
     m = compute_multiplier(boot, 1e11, float(TRUE(4e11)))  # from noisy points: near 4, with an interval
     assert m["ci"][0] <= m["multiplier"] <= m["ci"][1] and abs(m["multiplier"] - 4.0) < 0.6
 
@@ -57,11 +58,11 @@ def test_bad_points_are_refused():
 
 
 def _fake_runs(root, ffn, gain):
-    """Runs of 4 widths x 2 seeds whose loss follows TRUE at ``gain`` times their compute."""
+    """Runs of 5 widths x 2 seeds whose loss follows TRUE at ``gain`` times their compute."""
     import json
 
     rng = np.random.default_rng(1)
-    for width in (16, 32, 64, 128):
+    for width in (16, 32, 64, 128, 256):
         for seed in (0, 1):
             d = root / f"{ffn}-{width}-{seed}"
             d.mkdir(parents=True)
@@ -82,12 +83,16 @@ def test_compare_fits_each_group_and_states_the_multiplier(tmp_path):
     report = compare([tmp_path / "runs"], tmp_path / "rep", scaling=[("train_flops", "bits_per_char")],
                      baseline="dense", n_boot=30).read_text()
     assert "## Scaling: bits_per_char against train_flops" in report
-    fit_row = next(line for line in report.splitlines() if line.startswith("| model.ffn=dense | 4 | 8 |"))
+    fit_row = next(line for line in report.splitlines() if line.startswith("| model.ffn=dense | 5 | 10 |"))
     assert float(fit_row.split("|")[4].split()[0]) == pytest.approx(0.15, abs=0.03)  # alpha
     moe = [line for line in report.splitlines() if line.startswith("| model.ffn=moe | width=")]
-    multipliers = [float(line.split("|")[5].split()[0]) for line in moe]
-    assert len(multipliers) == 4 and all(m == pytest.approx(2.0, rel=0.15) for m in multipliers)
+    multipliers = [float(line.split("|")[5].split(": ")[-1].split()[0]) for line in moe]
+    assert len(multipliers) == 5 and all(m == pytest.approx(2.0, rel=0.15) for m in multipliers)
+    assert sum("extrapolated" in line for line in moe) == 1  # the largest moe run is past the largest dense one
     assert (tmp_path / "rep" / "scaling_bits_per_char_vs_train_flops.png").exists()
+    few = compare([tmp_path / "runs" / d for d in ("dense-16-0", "dense-16-1", "dense-32-0", "dense-32-1")],
+                  tmp_path / "few", scaling=[("train_flops", "bits_per_char")], n_boot=5).read_text()
+    assert "Cannot fit at this size" in few and "2 sizes" in few
 
 
 def test_log_axis_minor_labels_only_at_two_and_five():
@@ -103,8 +108,8 @@ def test_the_pure_power_law_exponent_is_the_log_log_slope_with_its_ci():
 
     pure = PowerLaw(E=0.0, log_A=math.log(40.0), alpha=0.07)
     assert loglog_slope(SIZES, pure(SIZES)) == pytest.approx(0.07, rel=1e-9)
-    boot = bootstrap_fit(_points(noise=0.005, law=pure), n_boot=40, seed=0)
+    boot = parametric_fit(_points(noise=0.005, law=pure), n_boot=40, seed=0)
     lo, hi = boot.ci("slope")
     assert lo <= boot.slope <= hi and 0 < hi - lo < 0.01 and boot.slope == pytest.approx(0.07, abs=1e-3)
-    floored = bootstrap_fit(_points(noise=0.0), n_boot=5, seed=0)
+    floored = parametric_fit(_points(noise=0.0), n_boot=5, seed=0)
     assert 0 < floored.slope < floored.fit.alpha

@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec as P
 
 import experiments
 from experiments.runner.mesh import MeshConfig, logical_to_mesh, make_mesh
@@ -60,7 +61,7 @@ def test_rules_map_logical_names_to_mesh_axes():
     import jax
 
     mesh = make_mesh(MeshConfig(data=1, fsdp=1), jax.devices()[:1])
-    assert logical_to_mesh(("embed", "mlp"), (8, 16), mesh, MeshConfig().all_rules()) == ()  # size-1 axes dropped
+    assert logical_to_mesh(("embed", "mlp"), (8, 16), mesh, MeshConfig().all_rules()) == P()  # size-1: dropped
     cfg = experiments.from_dict({"data": {"name": "text"}, "model": {"name": "dense_lm"},
                                  "mesh": {"fsdp": 1, "rules": {"embed": ["fsdp", "tensor"], "vocab": ""}}})
     assert cfg.mesh.all_rules()["embed"] == ("fsdp", "tensor") and cfg.mesh.all_rules()["vocab"] == ()

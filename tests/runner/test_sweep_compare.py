@@ -2,7 +2,6 @@
 
 import json
 
-
 import pytest
 
 from experiments.__main__ import main

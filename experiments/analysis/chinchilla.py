@@ -1,0 +1,110 @@
+"""Loss against model size and data: L(N, D) = E + A/N^α + B/D^β, its compute-optimal frontier and local exponent.
+
+Hoffmann et al. 2022 ("Training Compute-Optimal Large Language Models"), approach 3: fit the parametric loss to a grid
+of model sizes N (parameters) × token budgets D with a Huber loss (δ = 1e-3) on log L, by L-BFGS from a grid of starts,
+the best end point kept (log L = LSE(e, a − α log N, b − β log D)). With training compute C = 6ND the loss-optimal
+split is N*(C) = G (C/6)^(β/(α+β)), D*(C) = (C/6)/N*, G = (αA / (βB))^(1/(α+β)), and the frontier L*(C) = L(N*, D*).
+Its local exponent −d log L*/d log C is what "each tenfold compute increase gives a predictable loss reduction" is
+about: ``frontier_change`` compares it at the geometric middles of the upper and lower halves of the measured compute.
+
+Intervals: a parametric bootstrap as ``scaling.parametric_fit`` (each cell's mean drawn from its t distribution,
+refits from the full fit and far starts). A fit needs its 5 parameters + 2 = 7 cells.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+
+import numpy as np
+from scipy.optimize import minimize
+
+from experiments.analysis.scaling import HUBER_DELTA, draw_means, size_means
+
+CELLS = 7  # the law's 5 parameters + 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Law:
+    """L(N, D) = E + exp(log_A)/N^α + exp(log_B)/D^β."""
+
+    E: float
+    log_A: float
+    alpha: float
+    log_B: float
+    beta: float
+
+    def __call__(self, n, d):
+        n, d = np.asarray(n, float), np.asarray(d, float)
+        return self.E + np.exp(self.log_A - self.alpha * np.log(n)) + np.exp(self.log_B - self.beta * np.log(d))
+
+    def optimal(self, compute):
+        """``(N*, D*, L*)`` at training compute ``C = 6ND`` (arrays of ``compute``'s shape)."""
+        c = np.asarray(compute, float) / 6.0
+        log_g = (math.log(self.alpha) + self.log_A - math.log(self.beta) - self.log_B) / (self.alpha + self.beta)
+        n = np.exp(log_g + self.beta / (self.alpha + self.beta) * np.log(c))
+        return n, c / n, self(n, c / n)
+
+    def local_exponent(self, compute) -> float:
+        """−d log L*/d log C at ``compute`` (a central difference over ±1% of compute)."""
+        lo, hi = self.optimal(compute * 0.99)[2], self.optimal(compute * 1.01)[2]
+        return float(-(np.log(hi) - np.log(lo)) / (math.log(1.01) - math.log(0.99)))
+
+
+def _huber(r):
+    a = np.abs(r)
+    return np.where(a <= HUBER_DELTA, 0.5 * r * r, HUBER_DELTA * (a - 0.5 * HUBER_DELTA))
+
+
+def _objective(theta, log_n, log_d, log_y):
+    e, a, alpha, b, beta = theta
+    terms = np.stack([np.full_like(log_n, e), a - alpha * log_n, b - beta * log_d])
+    log_pred = np.logaddexp.reduce(terms, axis=0)
+    r = log_pred - log_y
+    w = np.clip(r, -HUBER_DELTA, HUBER_DELTA)
+    p = np.exp(terms - log_pred)  # each term's share of the prediction
+    grad = np.array([np.sum(w * p[0]), np.sum(w * p[1]), np.sum(-w * p[1] * log_n), np.sum(w * p[2]),
+                     np.sum(-w * p[2] * log_d)])
+    return float(np.sum(_huber(r))) / HUBER_DELTA, grad / HUBER_DELTA
+
+
+def fit_law(n, d, loss, *, start: Law | None = None) -> Law:
+    """The L(N, D) fit of cells ``n [K]``, ``d [K]``, ``loss [K]`` (K >= 5, all > 0): the best of L-BFGS from a grid
+    of starts (Hoffmann et al.'s, coarser), or from ``start`` and two far starts. N and D are normalised by their
+    geometric means inside the fit."""
+    n, d, y = (np.asarray(v, float) for v in (n, d, loss))
+    if not (n.shape == d.shape == y.shape) or n.ndim != 1 or len(n) < 5 or min(n.min(), d.min(), y.min()) <= 0:
+        raise ValueError(f"n, d, loss: {len(n)} cells is not allowed; give >= 5 matching positive values")
+    n0, d0 = float(np.mean(np.log(n))), float(np.mean(np.log(d)))
+    log_n, log_d, log_y = np.log(n) - n0, np.log(d) - d0, np.log(y)
+    floor = math.log(0.5 * y.min())
+    if start is not None:
+        starts = [(math.log(max(start.E, 1e-12)), start.log_A - start.alpha * n0, start.alpha,
+                   start.log_B - start.beta * d0, start.beta), (floor, floor, 0.3, floor, 0.3),
+                  (math.log(0.9 * y.min()), math.log(0.05 * y.min()), 0.5, math.log(0.05 * y.min()), 0.5)]
+    else:
+        starts = [(math.log(f * y.min()), math.log(0.3 * y.min()), al, math.log(0.3 * y.min()), be)
+                  for f, al, be in itertools.product((0.3, 0.8), (0.1, 0.5, 1.0), (0.1, 0.5, 1.0))]
+    best = None
+    for theta in starts:
+        res = minimize(_objective, np.array(theta), args=(log_n, log_d, log_y), jac=True, method="L-BFGS-B",
+                       bounds=[(None, None), (None, None), (1e-3, 5.0), (None, None), (1e-3, 5.0)])
+        if best is None or res.fun < best.fun:
+            best = res
+    e, a, alpha, b, beta = best.x
+    return Law(float(math.exp(e)), float(a + alpha * n0), float(alpha), float(b + beta * d0), float(beta))
+
+
+def parametric_law(points, n_boot: int = 2000, seed: int = 0) -> tuple[Law, list[Law], object]:
+    """``points``: ``(cell, N, D, loss)`` per run (a cell: one model size at one token budget, >= 2 runs each).
+    Returns the fit on the cell means, ``n_boot`` refits on means drawn from their t distributions, and the means."""
+    by_cell = {}
+    for cell, n, d, _ in points:
+        by_cell.setdefault(cell, (float(n), float(d)))
+    means = size_means([(cell, 0.0, y) for cell, _, _, y in points])
+    n = np.array([by_cell[c][0] for c in means.names])
+    d = np.array([by_cell[c][1] for c in means.names])
+    full = fit_law(n, d, means.loss)
+    draws = draw_means(means, n_boot, np.random.default_rng(seed))
+    return full, [fit_law(n, d, y, start=full) for y in draws], (n, d, means)

@@ -1,0 +1,99 @@
+"""Every arm tuned alike: a sweep's ``[sweep.tuning]`` grid, run on a seed no verdict uses, picks each arm's value.
+
+    [sweep.tuning]
+    field = "optimizer.learning_rate"     # the dotted config field tuned
+    values = [1.5e-3, 3e-3, 6e-3]         # the same grid for every arm (variant × grid point)
+    seed = 1000                           # a tuning seed, not among sweep.seeds
+    metric = "bits_per_char"              # a summary metric of the finished tuning runs
+    mode = "min"                          # "min" | "max"
+
+Before the sweep's own runs, every arm (each variant at each grid point) is trained once per value on the tuning
+seed, with the same budget as the sweep's runs; the value with the best final ``metric`` (ties: the first in the
+list; a missing or non-finite result counts as worst) is then set in that arm's runs on every verdict seed. The
+tuning runs live in ``WORKDIR/tuning/`` (a sweep rerun reuses them), so claims that share an experiment share its
+tuned values, and the report lists the value each arm got.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+from experiments.errors import ConfigError
+from experiments.runner.config import set_dotted
+from experiments.sweeps.expand import expand, slug
+
+FOLDER = "tuning"
+
+
+def settings(raw: dict) -> dict | None:
+    """The sweep's tuning table, or None when it tunes nothing (validated with the config: ``runner.config``)."""
+    return (raw.get("sweep") or {}).get("tuning") or None
+
+
+def tuning_raw(raw: dict) -> dict:
+    """The tuning sweep of ``raw``: its variants and grid, the tuned field as one more grid axis, the tuning seed."""
+    t = settings(raw)
+    out = copy.deepcopy(raw)
+    sweep = out["sweep"]
+    sweep.pop("tuning")
+    sweep["seeds"] = [t["seed"]]
+    sweep["grid"] = {**(sweep.get("grid") or {}), t["field"]: list(t["values"])}
+    return out
+
+
+def arm(name: str, field: str) -> str:
+    """The arm a run name belongs to: its variant and grid point, without the tuned field and the seed."""
+    return "__".join(p for p in name.split("__") if not p.startswith((f"{slug(field)}=", "seed=")))
+
+
+def choose(raw: dict, folder: str | Path, runs=None) -> dict[str, dict]:
+    """``{arm: {"value", "scores"}}`` from the finished tuning runs under ``folder``: those of ``runs`` (``[(name,
+    raw config)]``, a subset such as a claim's arms) or all of the sweep's."""
+    t, folder = settings(raw), Path(folder)
+    scores: dict[str, dict] = {}
+    for name, cfg in runs if runs is not None else expand(tuning_raw(raw)):
+        summary = folder / name / "summary.json"
+        if not summary.exists():
+            raise ConfigError(f"tuning run {name!r} has not finished in {str(folder)!r}; run the sweep to finish it")
+        value = json.loads(summary.read_text()).get("final", {}).get(t["metric"])
+        tuned = _get(cfg, t["field"])
+        scores.setdefault(arm(name, t["field"]), {})[tuned] = value
+    sign = 1.0 if t["mode"] == "min" else -1.0
+
+    def badness(item):
+        v = item[1]
+        return sign * v if isinstance(v, (int, float)) and math.isfinite(v) else math.inf
+
+    return {a: {"value": min(s.items(), key=badness)[0], "scores": s} for a, s in scores.items()}
+
+
+def apply(raw: dict, chosen: dict[str, dict]) -> list[tuple[str, dict]]:
+    """The sweep's own runs (``expand``) with each arm's chosen value set."""
+    field = settings(raw)["field"]
+    runs = []
+    for name, cfg in expand(raw):
+        set_dotted(cfg, field, chosen[arm(name, field)]["value"])
+        runs.append((name, cfg))
+    return runs
+
+
+def table(raw: dict, chosen: dict[str, dict]) -> list[str]:
+    """Markdown lines: the value each arm got, and every value's score."""
+    t = settings(raw)
+    lines = [f"**Tuned** `{t['field']}` per arm on seed {t['seed']} (no verdict uses it), the same grid and budget "
+             f"for every arm, by {t['mode']} {t['metric']}:", "",
+             "| arm | chosen | " + " | ".join(map(str, t["values"])) + " |", "|---|---|" + "---|" * len(t["values"])]
+    for a, c in chosen.items():
+        cells = [f"{c['scores'].get(v):.4g}" if isinstance(c["scores"].get(v), float) else "n/a" for v in t["values"]]
+        lines.append(f"| {a or 'all'} | {c['value']} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _get(raw: dict, key: str):
+    node = raw
+    for part in key.split("."):
+        node = node[part]
+    return node
