@@ -186,6 +186,9 @@ def price_site(name: str, site: dict, formats: Formats = FLOAT32, *, accumulator
             "activation_bits": s["inputs"] * in_bits + s["outputs"] * BITS[compute]}
 
 
+SERVER_BATCH = 32  # the server reading of memory traffic: a weight read once per batch of 32 tokens
+
+
 def account(sites: dict, tokens: float, *, cmos: EnergyModel = CMOS_45NM, neuro: EnergyModel = LOIHI,
             dense_macs_per_token: float | None = None, formats: Formats | None = None,
             sram: MemoryModel = SRAM_8KB, dram: MemoryModel = DRAM) -> dict[str, float]:
@@ -195,7 +198,9 @@ def account(sites: dict, tokens: float, *, cmos: EnergyModel = CMOS_45NM, neuro:
     only), ``energy_published_pj``, ``energy_papers_pj``, ``energy_strict_pj`` (at ``formats``, default
     float32), ``energy_strict_loihi_pj``, ``weight_bytes_per_token``, ``activation_bytes_per_token``,
     ``energy_with_memory_sram_pj`` / ``_dram_pj`` and ``memory_share_sram`` / ``_dram`` (memory's share of
-    them), ``energy_dense_pj`` and the ratios ``ratio_*_vs_dense`` when ``dense_macs_per_token`` is given, and
+    them; weights read once per token, batch-1 decoding: an edge device, a neuromorphic chip),
+    ``energy_with_memory_sram_b32_pj`` / ``_dram_b32_pj`` (weights read once per batch of ``SERVER_BATCH`` tokens,
+    activations per token: a server), ``energy_dense_pj`` and the ratios ``ratio_*_vs_dense`` when ``dense_macs_per_token`` is given, and
     ``firing_rate`` (over all spiking sites).
     """
     formats = formats or FLOAT32
@@ -242,10 +247,12 @@ def account(sites: dict, tokens: float, *, cmos: EnergyModel = CMOS_45NM, neuro:
         weight_bytes_per_token=weight_bits / 8.0 * per,
         activation_bytes_per_token=act_bits / 8.0 * per,
     )
+    served = (weight_bits / SERVER_BATCH + act_bits) / 64.0 * per  # a weight read serves a batch of tokens
     for level, mem in (("sram", sram), ("dram", dram)):
         memory = words * mem.pj_per_64bit
         out[f"energy_with_memory_{level}_pj"] = strict + memory
         out[f"memory_share_{level}"] = memory / (strict + memory) if strict + memory > 0 else 0.0
+        out[f"energy_with_memory_{level}_b{SERVER_BATCH}_pj"] = strict + served * mem.pj_per_64bit
     if dense_macs_per_token is not None:
         dense = dense_macs_per_token * cmos.e_mac_pj
         out["energy_dense_pj"] = dense

@@ -102,7 +102,8 @@ PINNED_MODELS = {
     "dense": None,
 }
 MEMORY_KEYS = ("weight_bytes_per_token", "activation_bytes_per_token", "energy_with_memory_sram_pj",
-               "energy_with_memory_dram_pj", "memory_share_sram", "memory_share_dram")
+               "energy_with_memory_dram_pj", "memory_share_sram", "memory_share_dram", "energy_with_memory_sram_b32_pj",
+               "energy_with_memory_dram_b32_pj")
 OLD_NAMES = {"q": "wq", "k": "wk", "v": "wv", "o": "wo", "fc1": "w1", "fc2": "w2", "qk": "qk", "av": "av"}
 
 
@@ -176,6 +177,9 @@ def test_each_number_format_priced_as_stated_on_a_toy_network():
     assert out["energy_with_memory_sram_pj"] == pytest.approx(out["energy_strict_pj"] + 10.0 * words)
     assert out["energy_with_memory_dram_pj"] == pytest.approx(out["energy_strict_pj"] + 1300.0 * words)
     assert out["memory_share_sram"] == pytest.approx(10.0 * words / out["energy_with_memory_sram_pj"])
+    served = (weight_bits / 32 + act_bits) / 64 / 2  # the server reading: a weight read serves 32 tokens
+    assert out["energy_with_memory_sram_b32_pj"] == pytest.approx(out["energy_strict_pj"] + 10.0 * served)
+    assert out["energy_with_memory_dram_b32_pj"] == pytest.approx(out["energy_strict_pj"] + 1300.0 * served)
     int4 = energy.account(sites, tokens=2, formats=energy.Formats(weights="int4", quantised=q))
     assert int4["weight_bytes_per_token"] == pytest.approx(2 * (8 * 4 + 12 + 4 * 32 + 4 * 32) / 8)  # sparse < 48 bits
 
