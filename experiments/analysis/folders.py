@@ -23,7 +23,8 @@ def read_events(path: str | Path) -> list[dict]:
 
 
 SUMMARY_FIELDS = ("param_count", "flops_per_step", "flops_per_example", "step_time_s", "examples_per_s",
-                  "compile_time_s", "peak_memory_bytes")
+                  "compile_time_s", "peak_memory_bytes", "step_memory_bytes", "step_state_bytes", "step_temp_bytes",
+                  "tokens_per_s", "mfu")
 
 
 def find_runs(dirs) -> list[Path]:

@@ -54,6 +54,7 @@ class TrainConfig:
     target_value: float = 0.0
     target_mode: str = "max"
     stop_at_target: bool = False
+    memory_analysis: bool = False  # record XLA's memory analysis of the compiled step (one more compile)
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_batch_size", "steps_per_call", "log_every", "grad_accum"):

@@ -404,6 +404,10 @@ def run(config: Config | str, workdir: str | Path | None = None, *, overrides=()
     post = run_stages(config.post, model_of(state, built), built, config, log, step)
     summary = make_summary(config, final, state, step, step - start, train_time, train_step, reached_at, post,
                            mesh=built.batch_sharding.mesh)
+    if config.train.memory_analysis and built.task.host_batch is None:  # what a training step holds, per device
+        memory = train_step.memory(train_step.leaves(state))
+        summary.update(step_state_bytes=memory["state_bytes"], step_temp_bytes=memory["temp_bytes"],
+                       step_memory_bytes=memory["state_bytes"] + memory["temp_bytes"])
     if built.task.facts:  # what the task records of its data (a corpus's name, bytes, Python version)
         summary["task"] = M.to_builtin(built.task.facts)
     if jax.process_index() == 0:
