@@ -84,8 +84,8 @@ def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, o
         for cond, r in results:
             n = r.get("n", ("", ""))
             lines.append(f"  - {describe_condition(cond)}: estimate {cells.interval(r['estimate'], *r['ci'])}, "
-                         f"n = {n[0]}{'/' + str(n[1]) if n[1] else ''}{', paired' if r.get('paired') else ''} → "
-                         f"{r['state']}")
+                         f"n = {n[0]}{'/' + str(n[1]) if n[1] else ''}{', paired' if r.get('paired') else ''}"
+                         f"{_margin(r, cond)} → {r['state']}")
             lines += [f"    - {m['size']}: multiplier {cells.number(m['multiplier'])}" for m in r.get("multipliers", [])]
             lines += [f"    - {m['size']}: ratio {cells.number(m['ratio'])}" for m in r.get("ratios", [])]
             lines += [f"    - {h['half']} half ({h['sizes']} sizes): α with E = 0 {cells.interval(h['slope'], *h['slope_ci'])}"
@@ -97,6 +97,15 @@ def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, o
         if _shows(png.name, claim.metrics):
             lines.append(f"![{png.stem}]({png.relative_to(out)})")
     return lines + [""]
+
+
+def _margin(r: dict, cond: dict) -> str:
+    """The interval's half-width beside the estimate's distance to the threshold: which one decided."""
+    lo, hi = r["ci"]
+    if any(x != x for x in (lo, hi, r["estimate"])):  # NaN: no interval
+        return ""
+    return (f"; half-width {cells.number((hi - lo) / 2)} against a distance of "
+            f"{cells.number(abs(r['estimate'] - cond['threshold']))} to the threshold")
 
 
 def with_post_rows(groups: dict, claim: Claim) -> dict:
