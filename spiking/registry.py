@@ -82,7 +82,9 @@ class LMConfig:
     which ``top_k`` run per token (``capacity_factor <= 0``: dropless); ``balance``: the Switch balance loss
     (``balance_weight``), the aux-loss-free bias (``bias_rate``) or none; ``z_loss_weight``: ST-MoE's z-loss.
     ``dtype``: the compute type (parameters, optimizer state, norms, softmax, router and loss stay float32).
-    ``token_shift``: Q/K/V and the MLP read half their input's channels from the previous token."""
+    ``token_shift``: Q/K/V and the MLP read half their input's channels from the previous token.
+    ``remat``: "none", "block" (each block recomputed in the backward pass, only its input kept) or a
+    ``jax.checkpoint_policies`` name (``spiking.layers.REMATS``); the blocks then run under one ``lax.scan``."""
 
     width: int = 128
     depth: int = 2
@@ -98,7 +100,7 @@ class LMConfig:
     bias_rate: float = 1e-3
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     token_shift: bool = False  # RWKV-2's token shift on what Q/K/V and the MLP read (spiking.lm.token_shift)
-    remat: Literal[REMATS] = "none"  # "block": recompute each block in the backward pass; or a jax.checkpoint_policies name
+    remat: Literal[REMATS] = "none"  # "block", or a jax.checkpoint_policies name: recompute in the backward pass
 
     def __post_init__(self):
         if self.width < 1 or self.depth < 1 or self.heads < 1 or self.width % self.heads:
