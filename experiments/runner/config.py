@@ -319,7 +319,7 @@ def validate(raw: dict, source: str = "") -> Config:
 
 
 SWEEP_KEYS = ("baseline", "front", "front_post", "grid", "note", "scatter", "seeds", "table", "tuning", "variants")
-TUNING_KEYS = ("field", "metric", "mode", "seed", "values")
+TUNING_KEYS = ("field", "metric", "mode", "seed", "values")  # and, optionally, "at"
 
 
 def _check_tuning(sweep: dict, seed: int) -> None:
@@ -327,7 +327,7 @@ def _check_tuning(sweep: dict, seed: int) -> None:
     if "tuning" not in sweep:
         return
     t = coerce("sweep.tuning", sweep["tuning"], dict)
-    bad = sorted(set(t) ^ set(TUNING_KEYS))
+    bad = sorted((set(t) - {"at"}) ^ set(TUNING_KEYS))
     if bad:
         raise ConfigError(f"sweep.tuning.{bad[0]}: {'unknown' if bad[0] in t else 'missing'} key; the tuning table "
                           f"has {', '.join(TUNING_KEYS)}")
@@ -337,6 +337,10 @@ def _check_tuning(sweep: dict, seed: int) -> None:
     if len(coerce("sweep.tuning.values", t["values"], list)) < 2:
         raise ConfigError(f"sweep.tuning.values: {t['values']!r} is not allowed; give >= 2 values to choose from")
     coerce("sweep.tuning.metric", t["metric"], str)
+    for key, value in coerce("sweep.tuning.at", t.get("at", {}), dict).items():
+        if value not in (sweep.get("grid") or {}).get(key, []):
+            raise ConfigError(f"sweep.tuning.at.{key}: {value!r} is not allowed; give a value of sweep.grid.{key} "
+                              "(the grid point each arm is tuned at)")
     coerce("sweep.tuning.mode", t["mode"], typing.Literal["min", "max"])
     if coerce("sweep.tuning.seed", t["seed"], int) in sweep.get("seeds", [seed]):
         raise ConfigError(f"sweep.tuning.seed: {t['seed']} is not allowed; it is a verdict seed (sweep.seeds); "

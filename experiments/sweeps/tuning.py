@@ -6,10 +6,13 @@
     seed = 1000                           # a tuning seed, not among sweep.seeds
     metric = "bits_per_char"              # a summary metric of the finished tuning runs
     mode = "min"                          # "min" | "max"
+    at = { "model.width" = 96 }           # optional: tune each variant at this grid point only, for all of them
 
 Before the sweep's own runs, every arm (each variant at each grid point) is trained once per value on the tuning
 seed, with the same budget as the sweep's runs; the value with the best final ``metric`` (ties: the first in the
-list; a missing or non-finite result counts as worst) is then set in that arm's runs on every verdict seed. The
+list; a missing or non-finite result counts as worst) is then set in that arm's runs on every verdict seed. With
+``at``, an arm is a variant: it is tuned at that grid point only and its value serves all its grid points (the
+same rule for every variant, at a fraction of the runs). The
 tuning runs live in ``WORKDIR/tuning/`` (a sweep rerun reuses them), so claims that share an experiment share its
 tuned values, and the report lists the value each arm got.
 """
@@ -40,13 +43,16 @@ def tuning_raw(raw: dict) -> dict:
     sweep = out["sweep"]
     sweep.pop("tuning")
     sweep["seeds"] = [t["seed"]]
-    sweep["grid"] = {**(sweep.get("grid") or {}), t["field"]: list(t["values"])}
+    grid = {**(sweep.get("grid") or {}), **{k: [v] for k, v in (t.get("at") or {}).items()}}
+    sweep["grid"] = {**grid, t["field"]: list(t["values"])}
     return out
 
 
-def arm(name: str, field: str) -> str:
-    """The arm a run name belongs to: its variant and grid point, without the tuned field and the seed."""
-    return "__".join(p for p in name.split("__") if not p.startswith((f"{slug(field)}=", "seed=")))
+def arm(name: str, field: str, at=()) -> str:
+    """The arm a run name belongs to: its variant and grid point, without the tuned field, the seed and the grid
+    keys tuning was pinned ``at``."""
+    drop = (f"{slug(field)}=", "seed=", *(f"{slug(k)}=" for k in at))
+    return "__".join(p for p in name.split("__") if not p.startswith(drop))
 
 
 def choose(raw: dict, folder: str | Path, runs=None) -> dict[str, dict]:
@@ -60,7 +66,7 @@ def choose(raw: dict, folder: str | Path, runs=None) -> dict[str, dict]:
             raise ConfigError(f"tuning run {name!r} has not finished in {str(folder)!r}; run the sweep to finish it")
         value = json.loads(summary.read_text()).get("final", {}).get(t["metric"])
         tuned = _get(cfg, t["field"])
-        scores.setdefault(arm(name, t["field"]), {})[tuned] = value
+        scores.setdefault(arm(name, t["field"], t.get("at") or {}), {})[tuned] = value
     sign = 1.0 if t["mode"] == "min" else -1.0
 
     def badness(item):
@@ -72,10 +78,10 @@ def choose(raw: dict, folder: str | Path, runs=None) -> dict[str, dict]:
 
 def apply(raw: dict, chosen: dict[str, dict]) -> list[tuple[str, dict]]:
     """The sweep's own runs (``expand``) with each arm's chosen value set."""
-    field = settings(raw)["field"]
+    field, at = settings(raw)["field"], settings(raw).get("at") or {}
     runs = []
     for name, cfg in expand(raw):
-        set_dotted(cfg, field, chosen[arm(name, field)]["value"])
+        set_dotted(cfg, field, chosen[arm(name, field, at)]["value"])
         runs.append((name, cfg))
     return runs
 
@@ -83,8 +89,9 @@ def apply(raw: dict, chosen: dict[str, dict]) -> list[tuple[str, dict]]:
 def table(raw: dict, chosen: dict[str, dict]) -> list[str]:
     """Markdown lines: the value each arm got, and every value's score."""
     t = settings(raw)
-    lines = [f"**Tuned** `{t['field']}` per arm on seed {t['seed']} (no verdict uses it), the same grid and budget "
-             f"for every arm, by {t['mode']} {t['metric']}:", "",
+    at = ", ".join(f"{k}={v}" for k, v in (t.get("at") or {}).items())
+    lines = [f"**Tuned** `{t['field']}` per arm on seed {t['seed']} (no verdict uses it){' at ' + at if at else ''}, "
+             f"the same grid and budget for every arm, by {t['mode']} {t['metric']}:", "",
              "| arm | chosen | " + " | ".join(map(str, t["values"])) + " |", "|---|---|" + "---|" * len(t["values"])]
     for a, c in chosen.items():
         cells = [f"{c['scores'].get(v):.4g}" if isinstance(c["scores"].get(v), float) else "n/a" for v in t["values"]]

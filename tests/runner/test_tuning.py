@@ -33,6 +33,12 @@ def test_each_arm_takes_the_best_value_of_the_grid_from_its_tuning_runs(tmp_path
                              "model.hidden=8__seed=1"] and set(rates.values()) == {1e-2}
     assert said[0].startswith("tuning optimizer.learning_rate: 4 runs on seed 100")
     assert "| model.hidden=8 | 0.01 |" in "\n".join(tuning.table(raw, chosen))
+    at = dict(raw, sweep={**raw["sweep"], "tuning": {**raw["sweep"]["tuning"], "at": {"model.hidden": [32]}}})
+    names = [name for name, _ in tuning.expand(tuning.tuning_raw(at))]  # tuned at one grid point, for all of them
+    assert names == [f"model.hidden=32__optimizer.learning_rate={v}__seed=100" for v in ("1e-05", "0.01")]
+    one = tuning.choose(at, tmp_path / "runs" / "tuning")
+    assert list(one) == [""] and {n: c["optimizer"]["learning_rate"] for n, c in tuning.apply(at, one)} == {
+        f"model.hidden={h}__seed={s}": 1e-2 for h in (8, 32) for s in (0, 1)}
     again = []
     run_sweep(path, tmp_path / "runs", quiet=True, log=again.append)  # a rerun reuses tuning and verdict runs
     assert sum("complete, skipped" in line for line in again) == 8
@@ -46,6 +52,8 @@ def test_each_arm_takes_the_best_value_of_the_grid_from_its_tuning_runs(tmp_path
     ('{field="optimizer.learning_rate", values=[1e-3, 2e-3], seed=9, metric="accuracy"}',
      "sweep.tuning.mode: missing key"),
     ('{field="lr", values=[1e-3, 2e-3], seed=9, metric="accuracy", mode="max"}', "sweep.tuning.field: 'lr'"),
+    ('{field="optimizer.learning_rate", values=[1e-3, 2e-3], seed=9, metric="accuracy", mode="max", at={"model.hidden"=[9]}}',
+     "sweep.tuning.at.model.hidden: [9] is not allowed; give a value of sweep.grid.model.hidden"),
     ('{field="optimizer.learning_rate", values=[1e-3, 2e-3], seed=9, metric="accuracy", mode="best"}',
      "sweep.tuning.mode: 'best' is not allowed"),
 ])
