@@ -23,7 +23,9 @@ from experiments.runner.config import (
 )
 from experiments.runner.distributed import distributed_requested, setup_distributed
 from experiments.runner.fields import at_least, build_dataclass, coerce, positive
+from experiments.runner.mesh import AXES, RULES, MeshConfig, logical_to_mesh, make_mesh
 from experiments.runner.metrics import environment, optimizer_counters, param_count
+from experiments.runner.mfu import PEAK_FLOPS, peak_flops
 from experiments.runner.registry import (
     Entry,
     HookContext,
@@ -51,6 +53,7 @@ from experiments.runner.train import (
 
 __all__ = [
     "apply_overrides",
+    "AXES",
     "at_least",
     "build",
     "build_dataclass",
@@ -75,6 +78,9 @@ __all__ = [
     "HookContext",
     "load_config",
     "load_run",
+    "logical_to_mesh",
+    "make_mesh",
+    "MeshConfig",
     "make_optimizer",
     "make_schedule",
     "merge",
@@ -82,6 +88,8 @@ __all__ = [
     "optimizer_counters",
     "OptimizerConfig",
     "param_count",
+    "PEAK_FLOPS",
+    "peak_flops",
     "parse_value",
     "positive",
     "read_file",
@@ -92,6 +100,7 @@ __all__ = [
     "register_transform",
     "progress_bar",
     "run",
+    "RULES",
     "run_stages",
     "RunResult",
     "sample_rows",
