@@ -60,7 +60,7 @@ BASE = {"data": {"name": "digits"}, "model": {"name": "mlp"}}
     ({"front": "a:b"}, "sweep.front"),
     ({"scatter": [[1, 2]]}, "sweep.scatter[0]"),
     ({"front_post": [3]}, "sweep.front_post"),
-    ({"fronts": []}, "sweep.fronts: unknown key; allowed: front, front_post"),
+    ({"fronts": []}, "sweep.fronts: unknown key; allowed: baseline, front, front_post, grid"),
 ])
 def test_bad_front_config_is_one_line(sweep, words):
     with pytest.raises(ConfigError, match=words.replace("[", r"\[").replace("]", r"\]")):
