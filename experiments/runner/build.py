@@ -159,21 +159,26 @@ def build(config: Config, make_tx, devices=None) -> Built:
                  make_eval_step(graphdef, task.loss), resolve_hooks(config), shardings)
 
 
-def _create_sharded(make_model, make_tx, mesh, rules):
-    """The model's parts and optimizer state created sharded: ``(graphdef, params, frozen, rest, shardings of
-    {params, rest, opt_state}, tx, opt_state)``. Shapes and logical names come from an abstract model; each
-    array is made by a jitted function whose ``out_shardings`` place it, never whole on one device."""
+def sharded_init(make_model, mesh, rules):
+    """``(graphdef, init, shardings)``: ``init()`` (jitted, no arguments) makes the model's ``(params, frozen,
+    rest)`` with ``shardings`` (its ``out_shardings``: the parameters by their logical names and ``rules``, the
+    rest replicated). Shapes and names come from an abstract model (``nnx.eval_shape``), so no array is made
+    before ``init`` runs, and each device then makes only its shards."""
     replicated = NamedSharding(mesh, P())
     graphdef, params_a, frozen_a, rest_a = split(nnx.eval_shape(make_model))
-    param_sh = state_shardings(params_a, mesh, rules)
-    rest_sh = jax.tree.map(lambda _: replicated, rest_a)
-    frozen_sh = jax.tree.map(lambda _: replicated, frozen_a)
+    shardings = (state_shardings(params_a, mesh, rules), jax.tree.map(lambda _: replicated, frozen_a),
+                 jax.tree.map(lambda _: replicated, rest_a))
+    return graphdef, jax.jit(lambda: split(make_model())[1:], out_shardings=shardings), shardings
 
-    def parts():
-        return split(make_model())[1:]
 
+def _create_sharded(make_model, make_tx, mesh, rules):
+    """The model's parts and optimizer state created sharded: ``(graphdef, params, frozen, rest, shardings of
+    {params, rest, opt_state}, tx, opt_state)``: ``sharded_init``, then the optimizer state by a jitted
+    ``tx.init`` whose ``out_shardings`` follow the parameters'."""
+    replicated = NamedSharding(mesh, P())
+    graphdef, init, (param_sh, _, rest_sh) = sharded_init(make_model, mesh, rules)
     with jax.set_mesh(mesh):
-        params, frozen, rest = jax.jit(parts, out_shardings=(param_sh, frozen_sh, rest_sh))()
+        params, frozen, rest = init()
         tx = make_tx(merge(graphdef, params, frozen, rest, train=True))
         opt_sh = like_params(jax.eval_shape(tx.init, params), params, param_sh, replicated)
         opt_state = jax.jit(tx.init, out_shardings=opt_sh)(params)

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from flax import nnx
 
 import experiments
-from experiments.runner.build import build
-from experiments.runner.mesh import per_device_bytes
+from experiments.runner import registry
+from experiments.runner.build import build, sharded_init
+from experiments.runner.mesh import make_mesh, per_device_bytes
 from experiments.runner.train import TrainStep, make_optimizer
 
 LM = {"name": "dense_lm", "width": 32, "depth": 1, "heads": 4, "mlp_ratio": 2}
@@ -44,6 +46,19 @@ def fsdp_memory(mesh: dict) -> dict:
     return {**stats, "total_state_bytes": total, "held_bytes": per_device_bytes(built.state)}
 
 
+def creation_memory() -> dict:
+    """The fsdp=8 creation program's bytes per device (outputs and temporaries) against the parameters' total."""
+    config = experiments.from_dict({**BASE, "model": {**LM, "width": 256}, "mesh": {"data": 1, "fsdp": 8}})
+    task = registry.get("task", "text").factory(config.data.cfg, key=jax.random.key(0))
+    factory = registry.get("model", "dense_lm").factory
+    _, init, _ = sharded_init(lambda: factory(config.model.cfg, task=task, rngs=nnx.Rngs(0)),
+                              make_mesh(config.mesh), config.mesh.all_rules())
+    stats = init.lower().compile().memory_analysis()
+    total = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(jax.eval_shape(init)[0]))
+    return {"output_bytes": int(stats.output_size_in_bytes), "temp_bytes": int(stats.temp_size_in_bytes),
+            "param_bytes": int(total)}
+
+
 def main(workdir: Path) -> None:
     out = {"devices": jax.device_count()}
     out["ref"] = losses(workdir, "ref", LM, {}, 1)
@@ -60,6 +75,7 @@ def main(workdir: Path) -> None:
     out["resumed_on_4"] = losses(workdir, "resumed", LM, {"data": 1, "fsdp": 4}, 4, checkpoint_every=10)
     out["memory_fsdp8"] = fsdp_memory({"data": 1, "fsdp": 8})
     out["memory_fsdp1"] = fsdp_memory({})
+    out["creation_fsdp8"] = creation_memory()
     out["ref_head"] = np.round(out["ref"][:3], 4).tolist()
     print(json.dumps(out))
 

@@ -50,6 +50,14 @@ def test_fsdp8_holds_an_eighth_of_the_state_per_device(runs):
     assert m8["held_bytes"] <= m8["total_state_bytes"] / 8 * 1.10, m8
 
 
+def test_state_is_created_sharded(runs):
+    """The program that makes the parameters holds, per device, its 1/8 of them and shard-sized temporaries: never
+    a whole copy (which would be >= 1 x the parameters' bytes)."""
+    c = runs["creation_fsdp8"]
+    assert c["output_bytes"] <= c["param_bytes"] / 8 * 1.10, c
+    assert c["output_bytes"] + c["temp_bytes"] < 0.5 * c["param_bytes"], c
+
+
 def test_checkpoint_from_8_devices_resumes_on_4(runs):
     resumed = runs["resumed_on_4"]
     assert len(resumed) == 20  # the events before step 10 are kept, steps 11..20 trained on 4 devices
