@@ -85,7 +85,7 @@ def fit_law(n, d, loss, *, start: Law | None = None) -> Law:
                   (math.log(0.9 * y.min()), math.log(0.05 * y.min()), 0.5, math.log(0.05 * y.min()), 0.5)]
     else:
         starts = [(math.log(f * y.min()), math.log(0.3 * y.min()), al, math.log(0.3 * y.min()), be)
-                  for f, al, be in itertools.product((0.3, 0.8), (0.1, 0.5, 1.0), (0.1, 0.5, 1.0))]
+                  for f, al, be in itertools.product((0.3, 0.8), (0.15, 0.6), (0.15, 0.6))]
     best = None
     for theta in starts:
         res = minimize(_objective, np.array(theta), args=(log_n, log_d, log_y), jac=True, method="L-BFGS-B",
