@@ -298,25 +298,31 @@ class Log:
                            "wall_time": time.time() - self.t_start, **extra, **metrics})
 
     def read_back(self, pending: list, last_checkpoint) -> None:
-        """Log every ``log_every``-th step of the pending calls ``(first step, n, metrics)``; stop on NaN/Inf."""
+        """Log every ``log_every``-th step of the pending calls ``(first step, n, metrics)``; stop on NaN/Inf.
+
+        A non-finite loss poisons the parameters, so every later loss is non-finite too: the last pending call's
+        losses are read first, and the earlier calls' only when those show a divergence (to name its first step)
+        or hold a logged step. One small read-back per logging interval, not one per step."""
         tc = self.config.train
+        if not np.isfinite(np.asarray(pending[-1][2]["loss"])).all() if pending else False:
+            for first, n, out in pending:
+                losses = np.asarray(out["loss"])
+                bad = np.flatnonzero(~np.isfinite(losses))
+                if bad.size:
+                    at, loss = first + int(bad[0]) + 1, float(losses[bad[0]])
+                    self.event(at, "train", {"loss": loss}, event="diverged")
+                    kept = (f"last good checkpoint: step {last_checkpoint} in {self.checkpoints}" if last_checkpoint
+                            is not None else "no checkpoint was written before it (lower optimizer.learning_rate, or "
+                            "set train.checkpoint_every)")
+                    raise TrainingDiverged(f"loss is {loss} at step {at}; run stopped; {kept}")
         for first, n, out in pending:
-            losses = np.asarray(out["loss"])  # every step's loss (the NaN check); other metrics at logged steps only
-            bad = np.flatnonzero(~np.isfinite(losses))
-            if bad.size:
-                at, loss = first + int(bad[0]) + 1, float(losses[bad[0]])
-                self.event(at, "train", {"loss": loss}, event="diverged")
-                kept = (f"last good checkpoint: step {last_checkpoint} in {self.checkpoints}" if last_checkpoint
-                        is not None else "no checkpoint was written before it (lower optimizer.learning_rate, or set "
-                        "train.checkpoint_every)")
-                raise TrainingDiverged(f"loss is {loss} at step {at}; run stopped; {kept}")
             logged = [i for i in range(n) if due(first + i + 1, tc.log_every) or first + i + 1 == tc.steps]
             values = {k: np.asarray(v) for k, v in out.items()} if logged else {}
             for i in logged:
                 self.event(first + i + 1, "train", {k: float(v[i]) for k, v in values.items()})
-            if self.bar is not None:
-                self.bar.update(n)
-                self.bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if self.bar is not None and pending:
+            self.bar.update(sum(n for _, n, _ in pending))
+            self.bar.set_postfix(loss=f"{np.asarray(pending[-1][2]['loss'])[-1]:.4f}")
         pending.clear()
 
 
