@@ -19,7 +19,7 @@ def test_the_stdlib_corpus_is_the_standard_librarys_source_in_a_fixed_order():
     assert not any(part in ("test", "tests", "site-packages") for r in rel for part in r.split("/")[:-1])
     assert not any(r.split("/")[-1].startswith("test_") for r in rel)
     corpus = text_data.load_corpus("", "stdlib")
-    assert corpus.size > 20 * text_data.load_corpus().size  # ~26x the pydoc text
+    assert corpus.size > 15 * text_data.load_corpus().size  # 26x the pydoc text on 3.11, 19x on 3.13
     first = (root / rel[0]).read_bytes()
     assert bytes(corpus[: len(first)]) == first  # the files in that order, one newline between
 
