@@ -44,11 +44,11 @@ def in_folder(config: Config, folder: str | Path) -> Config:
     return validate(_fill(config.raw, str(Path(folder).resolve()), config.seed), source=config.source)
 
 
-def plan(path: str | Path, overrides=(), chosen: dict | None = None) -> list[tuple[str, Config]]:
+def plan(path: str | Path, overrides=()) -> list[tuple[str, Config]]:
     """Every run of a config file's sweep, validated before anything runs (a bad variant fails up front). A sweep
-    that tunes (``[sweep.tuning]``) gets each arm's ``chosen`` value (``tuning.choose``); without it, the runs are
-    planned with the config's own value, for validation and ``--dry-run``."""
-    return validated(apply_overrides(read_file(path), overrides), str(path), chosen)
+    that tunes (``[sweep.tuning]``) is planned with the config's own value of the tuned field (for validation and
+    ``--dry-run``); ``run_sweep`` gives each arm its tuned value."""
+    return validated(apply_overrides(read_file(path), overrides), str(path))
 
 
 def validated(raw: dict, source: str, chosen: dict | None = None) -> list[tuple[str, Config]]:

@@ -25,7 +25,7 @@ import math
 from pathlib import Path
 
 from experiments.errors import ConfigError
-from experiments.runner.config import set_dotted
+from experiments.runner.config import set_dotted, split_key
 from experiments.sweeps.expand import expand, slug
 
 FOLDER = "tuning"
@@ -101,6 +101,6 @@ def table(raw: dict, chosen: dict[str, dict]) -> list[str]:
 
 def _get(raw: dict, key: str):
     node = raw
-    for part in key.split("."):
+    for part in split_key(key):  # as set_dotted reads a dotted key: quoted parts may hold dots
         node = node[part]
     return node
