@@ -319,7 +319,7 @@ def validate(raw: dict, source: str = "") -> Config:
 
 
 SWEEP_KEYS = ("baseline", "front", "front_post", "grid", "note", "scatter", "seeds", "table", "tuning", "variants")
-TUNING_KEYS = ("field", "metric", "mode", "seed", "values")  # and, optionally, "at"
+TUNING_KEYS = ("field", "metric", "mode", "seed", "values")  # and, optionally, "at" and "pick"
 
 
 def _check_tuning(sweep: dict, seed: int) -> None:
@@ -327,7 +327,7 @@ def _check_tuning(sweep: dict, seed: int) -> None:
     if "tuning" not in sweep:
         return
     t = coerce("sweep.tuning", sweep["tuning"], dict)
-    bad = sorted((set(t) - {"at"}) ^ set(TUNING_KEYS))
+    bad = sorted((set(t) - {"at", "pick"}) ^ set(TUNING_KEYS))
     if bad:
         raise ConfigError(f"sweep.tuning.{bad[0]}: {'unknown' if bad[0] in t else 'missing'} key; the tuning table "
                           f"has {', '.join(TUNING_KEYS)}")
@@ -342,6 +342,10 @@ def _check_tuning(sweep: dict, seed: int) -> None:
             raise ConfigError(f"sweep.tuning.at.{key}: {value!r} is not allowed; give a value of sweep.grid.{key} "
                               "(the grid point each arm is tuned at)")
     coerce("sweep.tuning.mode", t["mode"], typing.Literal["min", "max"])
+    for name, group in coerce("sweep.tuning.pick", t.get("pick", {}), dict).items():
+        if not isinstance(group, list) or len(group) < 2 or not set(group) <= set(sweep.get("variants") or {}):
+            raise ConfigError(f"sweep.tuning.pick.{name}: {group!r} is not allowed; give a list of >= 2 of the "
+                              f"sweep's variants ({', '.join(sweep.get('variants') or {}) or 'none'})")
     if coerce("sweep.tuning.seed", t["seed"], int) in sweep.get("seeds", [seed]):
         raise ConfigError(f"sweep.tuning.seed: {t['seed']} is not allowed; it is a verdict seed (sweep.seeds); "
                           "tune on a seed no verdict uses")

@@ -7,12 +7,15 @@
     metric = "bits_per_char"              # a summary metric of the finished tuning runs
     mode = "min"                          # "min" | "max"
     at = { "model.width" = 96 }           # optional: tune each variant at this grid point only, for all of them
+    pick = { twin = ["twin", "twin_relu"] }  # optional: of each group of variants, only the best goes on
 
 Before the sweep's own runs, every arm (each variant at each grid point) is trained once per value on the tuning
 seed, with the same budget as the sweep's runs; the value with the best final ``metric`` (ties: the first in the
 list; a missing or non-finite result counts as worst) is then set in that arm's runs on every verdict seed. With
 ``at``, an arm is a variant: it is tuned at that grid point only and its value serves all its grid points (the
-same rule for every variant, at a fraction of the runs). The
+same rule for every variant, at a fraction of the runs). With ``pick``, the variants of a group are alternatives
+(one model with other activations, say): each is tuned like any arm, and only the group's best arm at each grid
+point (its best score on the tuning seed) runs on the verdict seeds. The
 tuning runs live in ``WORKDIR/tuning/`` (a sweep rerun reuses them), so claims that share an experiment share its
 tuned values, and the report lists the value each arm got.
 """
@@ -68,22 +71,43 @@ def choose(raw: dict, folder: str | Path, runs=None) -> dict[str, dict]:
         tuned = _get(cfg, t["field"])
         scores.setdefault(arm(name, t["field"], t.get("at") or {}), {})[tuned] = value
     sign = 1.0 if t["mode"] == "min" else -1.0
-
-    def badness(item):
-        v = item[1]
-        return sign * v if isinstance(v, (int, float)) and math.isfinite(v) else math.inf
-
-    return {a: {"value": min(s.items(), key=badness)[0], "scores": s} for a, s in scores.items()}
+    return {a: {"value": min(s.items(), key=lambda item: _badness(item[1], sign))[0], "scores": s}
+            for a, s in scores.items()}
 
 
 def apply(raw: dict, chosen: dict[str, dict]) -> list[tuple[str, dict]]:
-    """The sweep's own runs (``expand``) with each arm's chosen value set."""
+    """The sweep's own runs (``expand``) with each arm's chosen value set; the arms a ``pick`` left out have none."""
     field, at = settings(raw)["field"], settings(raw).get("at") or {}
-    runs = []
+    out, runs = left_out(raw, chosen), []
     for name, cfg in expand(raw):
-        set_dotted(cfg, field, chosen[arm(name, field, at)]["value"])
-        runs.append((name, cfg))
+        a = arm(name, field, at)
+        if a not in out:
+            set_dotted(cfg, field, chosen[a]["value"])
+            runs.append((name, cfg))
     return runs
+
+
+def left_out(raw: dict, chosen: dict[str, dict]) -> dict[str, str]:
+    """``{arm: the arm picked over it}``: in each ``pick`` group, at each grid point, every arm but the one with the
+    best score on the tuning seed (ties: the first variant listed). Arms absent from ``chosen`` do not compete."""
+    t, out = settings(raw), {}
+    sign = 1.0 if t["mode"] == "min" else -1.0
+    for group in (t.get("pick") or {}).values():
+        by_point: dict[str, list[str]] = {}
+        for a in chosen:
+            variant, _, point = a.partition("__")
+            if variant in group:
+                by_point.setdefault(point, []).append(a)
+        for arms in by_point.values():
+            arms.sort(key=lambda a: group.index(a.partition("__")[0]))
+            best = min(arms, key=lambda a: _badness(chosen[a]["scores"][chosen[a]["value"]], sign))
+            out.update({a: best for a in arms if a != best})
+    return out
+
+
+def _badness(value, sign: float) -> float:
+    """A score as ``min`` compares it (``sign`` -1 for ``mode = "max"``): a missing or non-finite one is worst."""
+    return sign * value if isinstance(value, (int, float)) and math.isfinite(value) else math.inf
 
 
 def table(raw: dict, chosen: dict[str, dict]) -> list[str]:
@@ -96,6 +120,11 @@ def table(raw: dict, chosen: dict[str, dict]) -> list[str]:
     for a, c in chosen.items():
         cells = [f"{c['scores'].get(v):.4g}" if isinstance(c["scores"].get(v), float) else "n/a" for v in t["values"]]
         lines.append(f"| {a or 'all'} | {c['value']} | " + " | ".join(cells) + " |")
+    out = left_out(raw, chosen)
+    if out:
+        lines += ["", "**Picked** on the tuning seed, of each group of alternatives (`pick`), the one arm that ran on "
+                  "the verdict seeds: " + "; ".join(f"{b} over {', '.join(a for a in out if out[a] == b)}"
+                                                    for b in dict.fromkeys(out.values())) + "."]
     return lines + [""]
 
 

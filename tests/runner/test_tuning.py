@@ -56,8 +56,36 @@ def test_each_arm_takes_the_best_value_of_the_grid_from_its_tuning_runs(tmp_path
      "sweep.tuning.at.model.hidden: [9] is not allowed; give a value of sweep.grid.model.hidden"),
     ('{field="optimizer.learning_rate", values=[1e-3, 2e-3], seed=9, metric="accuracy", mode="best"}',
      "sweep.tuning.mode: 'best' is not allowed"),
+    ('{field="optimizer.learning_rate", values=[1e-3, 2e-3], seed=9, metric="accuracy", mode="max", pick={g=["a"]}}',
+     "sweep.tuning.pick.g: ['a'] is not allowed; give a list of >= 2 of the sweep's variants"),
 ])
 def test_bad_tuning_tables_are_one_line(table, message):
     raw = apply_overrides(read_file(QUICKSTART), ["sweep.seeds=[0, 1]", f"sweep.tuning={table}"])
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
         validate(raw)
+
+
+def test_pick_keeps_only_the_best_of_a_group_at_each_grid_point(tmp_path):
+    """Alternatives (``pick``) are tuned like any arm; on the verdict seeds only the group's best runs, per grid
+    point, chosen by its best score; an arm outside the group always runs."""
+    raw = apply_overrides(read_file(QUICKSTART), [
+        "sweep.seeds=[0, 1]", 'sweep.grid."model.hidden"=[[8], [32]]',
+        'sweep.variants={relu={"model.activation"="relu"}, gelu={"model.activation"="gelu"}, tanh={"model.activation"="tanh"}}',
+        'sweep.tuning={field="optimizer.learning_rate", values=[1e-3, 1e-2], seed=100, metric="accuracy", '
+        'mode="max", pick={act=["relu", "gelu"]}}'])
+    validate(raw)
+    score = {("relu", 8): (0.5, 0.7), ("gelu", 8): (0.6, 0.9), ("relu", 32): (0.8, float("nan")),
+             ("gelu", 32): (0.4, 0.79), ("tanh", 8): (0.1, 0.2), ("tanh", 32): (0.3, 0.2)}
+    for name, cfg in tuning.expand(tuning.tuning_raw(raw)):  # the tuning runs' results, written as they would be
+        key = (name.split("__")[0], cfg["model"]["hidden"][0])
+        (tmp_path / name).mkdir()
+        value = score[key][[1e-3, 1e-2].index(cfg["optimizer"]["learning_rate"])]
+        (tmp_path / name / "summary.json").write_text(json.dumps({"final": {"accuracy": value}}))
+    chosen = tuning.choose(raw, tmp_path)
+    assert tuning.left_out(raw, chosen) == {"relu__model.hidden=8": "gelu__model.hidden=8",
+                                            "gelu__model.hidden=32": "relu__model.hidden=32"}
+    runs = {name: cfg["optimizer"]["learning_rate"] for name, cfg in tuning.apply(raw, chosen)}
+    assert runs == {**{f"gelu__model.hidden=8__seed={s}": 1e-2 for s in (0, 1)},
+                    **{f"relu__model.hidden=32__seed={s}": 1e-3 for s in (0, 1)},  # NaN at 1e-2 counts as worst
+                    **{f"tanh__model.hidden={h}__seed={s}": v for h, v in ((8, 1e-2), (32, 1e-3)) for s in (0, 1)}}
+    assert "gelu__model.hidden=8 over relu__model.hidden=8" in "\n".join(tuning.table(raw, chosen))
