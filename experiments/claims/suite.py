@@ -45,9 +45,13 @@ def run_claims(size: str = "smoke", out: str | Path = "runs/claims", only=None, 
             continue
         folder, tuned = out / runs_folder(claim, size), []
         if claim.path.stem in tunings:  # every arm tuned alike on the tuning seed first, then its verdict runs
-            tune = tunings[claim.path.stem]
-            _run_all(f"{claim.path.stem} tuning", tune, folder / tuning.FOLDER, quiet, log)
-            raw = read_file(claim.experiment)
+            raw, tune = read_file(claim.experiment), tunings[claim.path.stem]
+            first, second = tuning.stages(tune)  # runs that read an earlier run (a student its teacher) go second
+            _run_all(f"{claim.path.stem} tuning", first, folder / tuning.FOLDER, quiet, log)
+            if second:
+                tuning.link(raw, folder / tuning.FOLDER,
+                            tuning.choose(raw, folder / tuning.FOLDER, [(name, c.raw) for _, name, c in first]))
+                _run_all(f"{claim.path.stem} tuning", second, folder / tuning.FOLDER, quiet, log)
             chosen = tuning.choose(raw, folder / tuning.FOLDER, [(name, c.raw) for _, name, c in tune])
             plans[claim.path.stem], tuned = plan(claim, size, chosen), tuning.table(raw, chosen)
         claim_runs = _run_all(claim.path.stem, plans[claim.path.stem], folder, quiet, log)

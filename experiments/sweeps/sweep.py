@@ -133,7 +133,12 @@ def run_sweep(path: str | Path, workdir: str | Path, overrides=(), *, quiet: boo
     if tuning.settings(raw):
         tune = validated(tuning.tuning_raw(raw), str(path))
         log(f"tuning {tuning.settings(raw)['field']}: {len(tune)} runs on seed {tuning.settings(raw)['seed']}")
-        _launch(tune, workdir / tuning.FOLDER, quiet, log, launcher)
+        first, second = tuning.stages(tune)  # runs that read an earlier run (a student its teacher) go second
+        _launch(first, workdir / tuning.FOLDER, quiet, log, launcher)
+        if second:
+            tuning.link(raw, workdir / tuning.FOLDER,
+                        tuning.choose(raw, workdir / tuning.FOLDER, [(n, c.raw) for n, c in first]))
+            _launch(second, workdir / tuning.FOLDER, quiet, log, launcher)
         runs = validated(raw, str(path), tuning.choose(raw, workdir / tuning.FOLDER))
     return _launch(runs, workdir, quiet, log, launcher)
 

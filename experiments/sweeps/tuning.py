@@ -15,7 +15,10 @@ list; a missing or non-finite result counts as worst) is then set in that arm's 
 ``at``, an arm is a variant: it is tuned at that grid point only and its value serves all its grid points (the
 same rule for every variant, at a fraction of the runs). With ``pick``, the variants of a group are alternatives
 (one model with other activations, say): each is tuned like any arm, and only the group's best arm at each grid
-point (its best score on the tuning seed) runs on the verdict seeds. The
+point (its best score on the tuning seed) runs on the verdict seeds. A run that reads an earlier run of its sweep
+(``{sweep}/teacher__seed={seed}``: a distillation student) is tuned in a second stage, after the runs it may read:
+``link`` gives each first-stage arm's chosen run its verdict-style name on the tuning seed, so a student is tuned
+against the tuned teacher of the tuning seed, as its verdict runs are against the teacher of theirs. The
 tuning runs live in ``WORKDIR/tuning/`` (a sweep rerun reuses them), so claims that share an experiment share its
 tuned values, and the report lists the value each arm got.
 """
@@ -85,6 +88,26 @@ def apply(raw: dict, chosen: dict[str, dict]) -> list[tuple[str, dict]]:
             set_dotted(cfg, field, chosen[a]["value"])
             runs.append((name, cfg))
     return runs
+
+
+def stages(runs: list) -> tuple[list, list]:
+    """``runs`` (``[(..., name, config)]`` or ``[(name, config)]``, the config last) split into those that read no
+    earlier run of the sweep and those that do (``{sweep}`` in a value): the second are tuned after ``link``."""
+    reads = [r for r in runs if "{sweep}" in json.dumps(getattr(r[-1], "raw", r[-1]))]
+    return [r for r in runs if r not in reads], reads
+
+
+def link(raw: dict, folder: str | Path, chosen: dict[str, dict]) -> None:
+    """In the tuning ``folder``, each of ``chosen``'s arms' chosen run under the name its verdict runs would have
+    on the tuning seed (``teacher__seed=1000``), a symbolic link, so second-stage runs read it by that name."""
+    t, folder = settings(raw), Path(folder)
+    for name, cfg in expand(tuning_raw(raw)):
+        a = arm(name, t["field"], t.get("at") or {})
+        if a in chosen and _get(cfg, t["field"]) == chosen[a]["value"]:
+            alias = folder / "__".join(p for p in name.split("__") if not p.startswith(f"{slug(t['field'])}="))
+            if alias.is_symlink() or not alias.exists():
+                alias.unlink(missing_ok=True)
+                alias.symlink_to(name, target_is_directory=True)
 
 
 def left_out(raw: dict, chosen: dict[str, dict]) -> dict[str, str]:

@@ -89,3 +89,24 @@ def test_pick_keeps_only_the_best_of_a_group_at_each_grid_point(tmp_path):
                     **{f"relu__model.hidden=32__seed={s}": 1e-3 for s in (0, 1)},  # NaN at 1e-2 counts as worst
                     **{f"tanh__model.hidden={h}__seed={s}": v for h, v in ((8, 1e-2), (32, 1e-3)) for s in (0, 1)}}
     assert "gelu__model.hidden=8 over relu__model.hidden=8" in "\n".join(tuning.table(raw, chosen))
+
+
+def test_a_run_that_reads_an_earlier_run_is_tuned_second_against_the_tuned_one(tmp_path):
+    """A student (a run naming ``{sweep}/teacher__seed={seed}``) is tuned after the teacher: ``link`` names the
+    teacher's chosen tuning run as a verdict run of the tuning seed would be named, and the student reads it."""
+    raw = apply_overrides(read_file(QUICKSTART), [
+        "sweep.seeds=[0]", 'sweep.variants={teacher={}, student={"train.target_metric"="{sweep}/teacher__seed={seed}"}}',
+        'sweep.tuning={field="optimizer.learning_rate", values=[1e-3, 1e-2], seed=100, metric="accuracy", mode="max"}'])
+    tune = tuning.expand(tuning.tuning_raw(raw))
+    first, second = tuning.stages(tune)
+    assert [n for n, _ in first] == [f"teacher__optimizer.learning_rate={v}__seed=100" for v in ("0.001", "0.01")]
+    assert [n for n, _ in second] == [f"student__optimizer.learning_rate={v}__seed=100" for v in ("0.001", "0.01")]
+    for name, accuracy in zip((n for n, _ in first), (0.9, 0.4)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps({"final": {"accuracy": accuracy}}))
+    tuning.link(raw, tmp_path, tuning.choose(raw, tmp_path, first))
+    alias = tmp_path / "teacher__seed=100"
+    assert alias.is_symlink() and alias.resolve() == (tmp_path / first[0][0]).resolve()
+    assert json.loads((alias / "summary.json").read_text())["final"]["accuracy"] == 0.9
+    tuning.link(raw, tmp_path, {"teacher": {"value": 1e-2, "scores": {}}})  # relinked when the choice changes
+    assert alias.resolve() == (tmp_path / first[1][0]).resolve()
