@@ -10,6 +10,7 @@ from pathlib import Path
 from experiments.analysis import stats
 from experiments.claims import fits as claim_fits
 from experiments.claims.claim import CLAIMS_DIR, Claim, case_level, competence, values, verdict
+from experiments.claims.provenance import design_line, finished_at
 from experiments.reports import cells
 
 
@@ -36,24 +37,29 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _made(runs: list[dict]) -> str:
-    """When the runs finished (their summaries' times, UTC), so reused runs are visible as such."""
-    times = sorted((Path(r["dir"]) / "summary.json").stat().st_mtime for r in runs)
+def _finished(runs: list[dict]) -> list[dt.datetime]:
+    """When each run finished (``provenance.finished_at``)."""
+    paths = [Path(r["dir"]) / "summary.json" for r in runs]
+    return sorted(finished_at(json.loads(p.read_text()), p) for p in paths)
+
+
+def _made(times: list[dt.datetime]) -> str:
+    """When the runs finished, so reused runs are visible as such."""
     if not times:
         return ""
-    first, last = (dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
-                   for t in (times[0], times[-1]))
+    first, last = (t.strftime("%Y-%m-%d %H:%M") for t in (times[0], times[-1]))
     return f", finished {first}" + ("" if first == last else f" to {last}") + " UTC"
 
 
 def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, out: Path, tuned=()) -> list[str]:
     """The claim's section; ``tuned``: the tuning table's lines (``sweeps.tuning.table``) when its arms were tuned."""
     result, judged = verdict(claim, runs)
+    times = _finished(runs)
     lines = [f"## Claim {claim.id}: {claim.title}", "", f"**Claim.** {claim.statement}", "",
              f"**Source figure.** {claim.source}", "",
              f"**Experiment.** `{_shown(claim.experiment)}` at size `{size}`; "
-             f"{len(runs)} runs{_made(runs)}; reproduce: `python -m experiments claims --size {size} --only "
-             f"{claim.path.stem}`.", ""]
+             f"{len(runs)} runs{_made(times)}; reproduce: `python -m experiments claims --size {size} --only "
+             f"{claim.path.stem}`.", "", design_line([claim.path, claim.experiment], times), ""]
     groups: dict[str, list[dict]] = {}
     grid_keys = sorted({k for r in runs for k in r["flat"] if k != "seed"
                         and len({json.dumps(x["flat"].get(k)) for x in runs if x["variant"] == r["variant"]}) > 1})

@@ -420,6 +420,7 @@ def run(config: Config | str, workdir: str | Path | None = None, *, overrides=()
                        step_memory_bytes=memory["state_bytes"] + memory["temp_bytes"])
     if built.task.facts:  # what the task records of its data (a corpus's name, bytes, Python version)
         summary["task"] = M.to_builtin(built.task.facts)
+    summary["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # kept where file times are not
     if jax.process_index() == 0:
         M.write_json(workdir / "summary.json", summary)
     return RunResult(workdir, config, summary)

@@ -1,0 +1,34 @@
+"""When a claim's design was fixed: the commit since which its files parse as now; comments do not count."""
+
+import datetime as dt
+import subprocess
+
+from experiments.claims.provenance import design_commit, design_line
+
+
+def _commit(repo, message):
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message],
+                   check=True)
+    return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()[:10]
+
+
+def test_the_design_commit_is_the_last_change_of_content_not_of_comments(tmp_path):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    claim, experiment = tmp_path / "claim.toml", tmp_path / "exp.toml"
+    claim.write_text('[claim]\nid = "1"\n')
+    experiment.write_text("[train]\nsteps = 100\n")
+    _commit(tmp_path, "first")
+    experiment.write_text("[train]\nsteps = 400\n")
+    fixed = _commit(tmp_path, "the design")
+    claim.write_text('# measured: 2.1 bits/char\n[claim]\nid = "1"   # a comment\n')
+    _commit(tmp_path, "comments only")
+    commit, when = design_commit([claim, experiment])
+    assert commit == fixed
+    later = when + dt.timedelta(minutes=5)
+    assert "before the first of these runs finished" in design_line([claim, experiment], [later, later])
+    assert "**after**" in design_line([claim, experiment], [when - dt.timedelta(minutes=5)])
+    experiment.write_text("[train]\nsteps = 800\n")  # changed and not committed: no commit fixed it
+    assert design_commit([claim, experiment]) is None
+    assert "not found in git history" in design_line([claim, experiment], [later])
