@@ -161,8 +161,16 @@ METHOD = """## Method
   1 − 0.05/k.
 - **Competence.** A claim states the floor each arm must reach (for a language model: below zlib -9's bits/char on
   the same text); an arm that misses it gives "no verdict".
-- **Rules, seeds and sizes** are in each claim file, committed before its runs; a change after results are seen is
-  said so in the file."""
+- **Every arm tuned alike.** Each LM arm (the controls included) takes its learning rate from the same grid
+  (1.5e-3, 3e-3, 6e-3) by its held-out bits/char after the same budget, on seed 1000, which no verdict uses; a
+  scaling experiment tunes each family once, at one size. Alternatives of one arm (the twin's activations) are tuned
+  alike and only the best on that seed runs on the verdict seeds; a distillation student is tuned against the tuned
+  teacher of that seed. Each section lists the value each arm got.
+- **Seeds.** 5 per LM group at the cpu size (10 for the quantum layer), fixed before the runs; every arm of a
+  sweep runs the same seeds, so pairs share batches.
+- **Rules, seeds and sizes** are in each claim file, committed before its runs: each section names the commit that
+  fixed its design (the claim and experiment files, comments aside) and says whether it came before its first run
+  finished; a change after results were seen is said so in the file."""
 
 
 def skipped_section(claim: Claim, size: str) -> list[str]:
