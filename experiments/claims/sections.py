@@ -166,8 +166,8 @@ METHOD = """## Method
   scaling experiment tunes each family once, at one size. Alternatives of one arm (the twin's activations) are tuned
   alike and only the best on that seed runs on the verdict seeds; a distillation student is tuned against the tuned
   teacher of that seed. Each section lists the value each arm got.
-- **Seeds.** 5 per LM group at the cpu size (10 for the quantum layer), fixed before the runs; every arm of a
-  sweep runs the same seeds, so pairs share batches.
+- **Seeds.** At least 5 per LM group at the cpu size (each claim file gives its own), fixed before the runs;
+  every arm of a sweep runs the same seeds, so pairs share batches.
 - **Rules, seeds and sizes** are in each claim file, committed before its runs: each section names the commit that
   fixed its design (the claim and experiment files, comments aside) and says whether it came before its first run
   finished; a change after results were seen is said so in the file."""
