@@ -142,7 +142,10 @@ def table(raw: dict, chosen: dict[str, dict]) -> list[str]:
              "| arm | chosen | " + " | ".join(map(str, t["values"])) + " |", "|---|---|" + "---|" * len(t["values"])]
     for a, c in chosen.items():
         cells = [f"{c['scores'].get(v):.4g}" if isinstance(c["scores"].get(v), float) else "n/a" for v in t["values"]]
-        lines.append(f"| {a or 'all'} | {c['value']} | " + " | ".join(cells) + " |")
+        edge = " (grid edge)" if c["value"] in (t["values"][0], t["values"][-1]) else ""
+        lines.append(f"| {a or 'all'} | {c['value']}{edge} | " + " | ".join(cells) + " |")
+    if any(c["value"] in (t["values"][0], t["values"][-1]) for c in chosen.values()):
+        lines += ["", "A value at the grid's edge may not be the arm's best: its optimum can lie beyond the grid."]
     out = left_out(raw, chosen)
     if out:
         lines += ["", "**Picked** on the tuning seed, of each group of alternatives (`pick`), the one arm that ran on "
