@@ -98,6 +98,67 @@ class CostHead(nnx.Module):
         return jax.nn.softplus(self.proj(feats)[..., 0]) + self.min_cost
 
 
+class MatmulConv(nnx.Module):
+    """A stride-1 ``size x size`` "SAME" convolution written as shifted slices + one matmul (im2col).
+
+    Same maths and parameter layout as ``nnx.Conv`` (kernel ``[size, size, C_in, C_out]``, LeCun-normal, bias), but
+    on CPU XLA runs it as a dense matmul: measured 13x faster than ``lax.conv`` forward + backward for 32 channels on
+    a 12 x 12 map, single-threaded (2.4 vs 33 GFLOP/s). ``[B, H, W, C_in]`` -> ``[B, H, W, C_out]``.
+    """
+
+    def __init__(self, c_in: int, c_out: int, size: int = 3, use_bias: bool = True, *, rngs: nnx.Rngs):
+        self.size = size
+        init = nnx.initializers.lecun_normal()
+        self.kernel = nnx.Param(init(rngs.params(), (size, size, c_in, c_out)))
+        self.bias = nnx.Param(jnp.zeros((c_out,))) if use_bias else None
+
+    def __call__(self, x):
+        _, h, w, c = x.shape
+        s, r = self.size, self.size // 2
+        p = jnp.pad(x, ((0, 0), (r, s - 1 - r), (r, s - 1 - r), (0, 0)))
+        cols = jnp.concatenate([p[:, i:i + h, j:j + w] for i in range(s) for j in range(s)], -1)
+        y = cols @ self.kernel[...].reshape(s * s * c, -1)
+        return y if self.bias is None else y + self.bias[...]
+
+
+class RecurrentConvHead(nnx.Module):
+    """A recurrent residual conv block applied ``iterations`` times with shared weights, the encoded input recalled
+    (concatenated) at every iteration, then a 1x1 conv to one logit per cell: the "deep thinking" network of
+    Schwarzschild et al. (NeurIPS 2021) with the recall of Bansal et al. (NeurIPS 2022). Each iteration widens the
+    receptive field by two 3x3 convs, so ``iterations`` of about the grid size let every cell see the whole map.
+    With ``pool``, each iteration also sees a 3x3 max-pool of its state (a plain CNN layer that makes a min over
+    neighbours, the step of a shortest-path recursion, one layer deep instead of several).
+
+    ``[B, k, k, F]`` features -> ``[B, k, k]`` logits.
+    """
+
+    def __init__(self, features: int, width: int, iterations: int, pool: bool = False, *, rngs: nnx.Rngs):
+        self.iterations = iterations
+        self.pool = pool
+        self.inp = MatmulConv(features + 2, width, rngs=rngs)
+        self.conv1 = MatmulConv(width, width, rngs=rngs)                 # conv1 of [state, x, pool], in parts
+        self.conv1_x = MatmulConv(width, width, use_bias=False, rngs=rngs)
+        self.conv1_pool = MatmulConv(width, width, use_bias=False, rngs=rngs) if pool else None
+        self.conv2 = MatmulConv(width, width, rngs=rngs)
+        self.out = nnx.Conv(width, 1, (1, 1), rngs=rngs)
+
+    def __call__(self, feats):
+        b, h, w, _ = feats.shape
+        ramp_h = jnp.broadcast_to(jnp.linspace(-1.0, 1.0, h)[None, :, None, None], (b, h, w, 1))
+        ramp_w = jnp.broadcast_to(jnp.linspace(-1.0, 1.0, w)[None, None, :, None], (b, h, w, 1))
+        x = jax.nn.relu(self.inp(jnp.concatenate([feats, ramp_h, ramp_w], -1)))   # positions: source / target
+        recall = self.conv1_x(x)                                    # the input's share of conv1, once
+
+        def step(state, _):
+            y = self.conv1(state) + recall
+            if self.pool:
+                y = y + self.conv1_pool(nnx.max_pool(state, (3, 3), padding="SAME"))
+            return jax.nn.relu(state + self.conv2(jax.nn.relu(y))), None
+
+        state, _ = jax.lax.scan(step, jnp.zeros_like(x), None, length=self.iterations)
+        return self.out(state)[..., 0]
+
+
 ACTIVATIONS = {"relu": jax.nn.relu, "gelu": jax.nn.gelu, "tanh": jnp.tanh, "silu": jax.nn.silu}
 
 
@@ -124,6 +185,8 @@ __all__ = [
     "MLP",
     "NORMS",
     "CostHead",
+    "MatmulConv",
+    "RecurrentConvHead",
     "ResNetEncoder",
     "ResidualBlock",
     "adaptive_avg_pool",

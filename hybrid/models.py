@@ -21,7 +21,7 @@ import optax
 from flax import nnx
 
 from hybrid import gradients
-from hybrid.backbones import MLP, CostHead, ResNetEncoder
+from hybrid.backbones import MLP, CostHead, RecurrentConvHead, ResNetEncoder
 from hybrid.metrics import hamming
 from hybrid.planners import grid_shortest_path
 
@@ -71,19 +71,35 @@ class HybridShortestPath(nnx.Module):
 
 
 class NeuralShortestPath(nnx.Module):
-    """The pure-neural baseline: image -> ``[B, k, k]`` path logits with a wider ResNet stem and an MLP head over
-    the whole pooled map (each cell's decision needs a global view)."""
+    """The pure-neural baseline: image -> ``[B, k, k]`` path logits, BCE per cell (``pos_weight`` on path cells).
+
+    ``head = "mlp"``: a ResNet stem, 1x1 reduce and an MLP over the whole pooled map (each cell's decision needs a
+    global view). ``head = "recurrent"``: the stem's ``k x k`` features into ``RecurrentConvHead`` (a shared residual
+    conv block iterated ``iterations`` times with the input recalled each time, ``hidden`` channels wide): learned
+    iteration, no solver, the net outputs the mask itself.
+    """
 
     def __init__(self, k: int, *, width: int = 64, blocks: int = 2, hidden: int = 512, norm: str = "group",
-                 in_channels: int = 3, rngs: nnx.Rngs):
+                 in_channels: int = 3, head: str = "mlp", iterations: int = 20, pool: bool = False,
+                 pos_weight: float = 1.0, rngs: nnx.Rngs):
+        if head not in ("mlp", "recurrent"):
+            raise ValueError(f"head: got {head!r}; allowed: mlp, recurrent")
         self.k = k
+        self.head_kind = head
+        self.pos_weight = pos_weight
         self.encoder = ResNetEncoder(k, width, blocks, in_channels, norm, rngs=rngs)
-        self.reduce = nnx.Conv(width, 16, (1, 1), rngs=rngs)
-        self.head = MLP(16 * k * k, [hidden, hidden], k * k, rngs=rngs)
+        if head == "recurrent":
+            self.head = RecurrentConvHead(width, hidden, iterations, pool, rngs=rngs)
+        else:
+            self.reduce = nnx.Conv(width, 16, (1, 1), rngs=rngs)
+            self.head = MLP(16 * k * k, [hidden, hidden], k * k, rngs=rngs)
 
     def __call__(self, images: jax.Array) -> jax.Array:
         """``[B, kP, kP, 3]`` -> path logits ``[B, k, k]``."""
-        x = jax.nn.relu(self.reduce(self.encoder(images)))
+        feats = self.encoder(images)
+        if self.head_kind == "recurrent":
+            return self.head(feats)
+        x = jax.nn.relu(self.reduce(feats))
         return self.head(x.reshape(x.shape[0], -1)).reshape(-1, self.k, self.k)
 
     def predict(self, images: jax.Array) -> jax.Array:
@@ -91,7 +107,9 @@ class NeuralShortestPath(nnx.Module):
 
     def loss(self, batch, key: jax.Array, train: bool = True):
         logits = self(batch["images"])
-        loss = optax.sigmoid_binary_cross_entropy(logits, batch["path"]).mean()
+        path = batch["path"]
+        weight = 1.0 + (self.pos_weight - 1.0) * path
+        loss = (weight * optax.sigmoid_binary_cross_entropy(logits, path)).mean()
         pred = (jax.lax.stop_gradient(logits) > 0).astype(jnp.float32)
         return loss, {"pred": pred, "solver_calls": 0}
 

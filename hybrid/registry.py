@@ -91,15 +91,23 @@ class HybridSPConfig:
 
 @dataclasses.dataclass
 class NeuralSPConfig:
-    """The pure-neural baseline: wider ResNet stem + MLP head -> k x k path logits."""
+    """The pure-neural baseline: ResNet stem -> k x k path logits through ``head``: ``mlp`` (an MLP over the whole
+    map, ``hidden`` units) or ``recurrent`` (a shared residual conv block iterated ``iterations`` times with the
+    input recalled, ``hidden`` channels; ``pool`` adds a 3x3 max-pool of the state). ``pos_weight`` weighs the
+    path cells in the per-cell BCE."""
 
     width: int = 64
     blocks: int = 2
     hidden: int = 512
     norm: Literal["group", "batch", "none"] = "group"
+    head: Literal["mlp", "recurrent"] = "mlp"
+    iterations: int = 20
+    pool: bool = False
+    pos_weight: float = 1.0
 
     def __post_init__(self):
-        at_least(self, width=1, hidden=1, blocks=0)
+        positive(self, "pos_weight")
+        at_least(self, width=1, hidden=1, blocks=0, iterations=1)
 
 
 def _k(task):
@@ -117,10 +125,11 @@ def _hybrid_sp(cfg, *, task, rngs):
 
 
 @register_model("neural_sp", config=NeuralSPConfig, hooks=("hybrid_solver",),
-                doc="pure-neural baseline: CNN + MLP -> k x k path mask (sigmoid, BCE)")
+                doc="pure-neural baseline: CNN + MLP or recurrent conv head -> k x k path mask (sigmoid, BCE)")
 def _neural_sp(cfg, *, task, rngs):
     return NeuralShortestPath(_k(task), width=cfg.width, blocks=cfg.blocks, hidden=cfg.hidden, norm=cfg.norm,
-                              in_channels=task.spec["input_shape"][-1], rngs=rngs)
+                              in_channels=task.spec["input_shape"][-1], head=cfg.head, iterations=cfg.iterations,
+                              pool=cfg.pool, pos_weight=cfg.pos_weight, rngs=rngs)
 
 
 _SOLVE = jax.jit(solve)
