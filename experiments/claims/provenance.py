@@ -87,3 +87,19 @@ def design_line(paths: list[Path], finished: list[dt.datetime]) -> str:
     order = "before" if when <= first else "**after**"
     return (f"**Design** (claim and experiment files, comments aside) fixed in commit `{commit}` ({stamp}), {order} "
             f"the first of these runs finished ({first.strftime('%Y-%m-%d %H:%M UTC')}).")
+
+
+def runs_wall(dirs: list[Path]) -> str:
+    """The summed ``wall_s`` of the finished runs in ``dirs`` (a run's whole call: build, compile, training,
+    evaluation, post stages), as a phrase; runs whose summary has no ``wall_s`` are counted, not guessed."""
+    total, missing = 0.0, 0
+    for d in dirs:
+        path = Path(d) / "summary.json"
+        wall = json.loads(path.read_text()).get("wall_s") if path.exists() else None
+        if wall is None:
+            missing += 1
+        else:
+            total += float(wall)
+    hours, minutes = divmod(round(total / 60), 60)
+    text = f"{hours} h {minutes:02d} min" if hours else f"{total / 60:.1f} min"
+    return text + (f" ({missing} of {len(dirs)} runs have no recorded wall)" if missing else "")

@@ -51,15 +51,19 @@ def _made(times: list[dt.datetime]) -> str:
     return f", finished {first}" + ("" if first == last else f" to {last}") + " UTC"
 
 
-def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, out: Path, tuned=()) -> list[str]:
-    """The claim's section; ``tuned``: the tuning table's lines (``sweeps.tuning.table``) when its arms were tuned."""
+def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, out: Path, tuned=(),
+                  wall: str | None = None) -> list[str]:
+    """The claim's section; ``tuned``: the tuning table's lines (``sweeps.tuning.table``) when its arms were tuned;
+    ``wall``: its runs' summed wall time (``provenance.runs_wall``), tuning runs included."""
     result, judged = verdict(claim, runs)
     times = _finished(runs)
     lines = [f"## Claim {claim.id}: {claim.title}", "", f"**Claim.** {claim.statement}", "",
              f"**Source figure.** {claim.source}", "",
              f"**Experiment.** `{_shown(claim.experiment)}` at size `{size}`; "
              f"{len(runs)} runs{_made(times)}; reproduce: `python -m experiments claims --size {size} --only "
-             f"{claim.path.stem}`.", "", design_line([claim.path, claim.experiment], times), ""]
+             f"{claim.path.stem}`." + (f" Wall of its runs here, tuning included: {wall} (a run shared with another "
+                                        "claim counts in both)." if wall else ""),
+             "", design_line([claim.path, claim.experiment], times), ""]
     groups: dict[str, list[dict]] = {}
     grid_keys = sorted({k for r in runs for k in r["flat"] if k != "seed"
                         and len({json.dumps(x["flat"].get(k)) for x in runs if x["variant"] == r["variant"]}) > 1})

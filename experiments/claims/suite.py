@@ -11,6 +11,7 @@ from pathlib import Path
 
 from experiments.analysis.folders import load_runs
 from experiments.claims.claim import all_claims, plan, runs_folder, tunes
+from experiments.claims.provenance import runs_wall
 from experiments.claims.sections import METHOD, claim_section, skipped_section
 from experiments.reports.compare import compare
 from experiments.runner.config import read_file
@@ -43,7 +44,7 @@ def run_claims(size: str = "smoke", out: str | Path = "runs/claims", only=None, 
         if claim.sizes.get(size, {}).get("skip"):
             lines += skipped_section(claim, size)
             continue
-        folder, tuned = out / runs_folder(claim, size), []
+        folder, tuned, tuning_dirs = out / runs_folder(claim, size), [], []
         if claim.path.stem in tunings:  # every arm tuned alike on the tuning seed first, then its verdict runs
             raw, tune = read_file(claim.experiment), tunings[claim.path.stem]
             first, second = tuning.stages(tune)  # runs that read an earlier run (a student its teacher) go second
@@ -54,6 +55,7 @@ def run_claims(size: str = "smoke", out: str | Path = "runs/claims", only=None, 
                 _run_all(f"{claim.path.stem} tuning", second, folder / tuning.FOLDER, quiet, log)
             chosen = tuning.choose(raw, folder / tuning.FOLDER, [(name, c.raw) for _, name, c in tune])
             plans[claim.path.stem], tuned = plan(claim, size, chosen), tuning.table(raw, chosen)
+            tuning_dirs = [folder / tuning.FOLDER / name for _, name, _ in tune]
         claim_runs = _run_all(claim.path.stem, plans[claim.path.stem], folder, quiet, log)
         report_dir = out / claim.path.stem / "report"
         shutil.rmtree(report_dir, ignore_errors=True)  # the suite's own derived plots: none left from a last report
@@ -61,7 +63,8 @@ def run_claims(size: str = "smoke", out: str | Path = "runs/claims", only=None, 
                 scaling=[tuple(p) for p in claim.scaling], baseline=claim.baseline)
         runs = load_claim_runs(claim_runs)
         all_runs += runs
-        lines += claim_section(claim, runs, size, report_dir, out, tuned)
+        wall = runs_wall(tuning_dirs + [d for _, d in claim_runs])
+        lines += claim_section(claim, runs, size, report_dir, out, tuned, wall)
     lines += environment(all_runs)
     report = out / "REPORT.md"
     report.write_text("\n".join(lines))

@@ -385,6 +385,7 @@ def run(config: Config | str, workdir: str | Path | None = None, *, overrides=()
     """Train ``config`` (a Config or a config file path) in ``workdir``; resume an unfinished run found there;
     then run the config's post-training stages on the trained model. ``devices``: the devices its ``[mesh]``
     spans (default: every device)."""
+    began = time.time()
     config = as_config(config, overrides)
     workdir = Path(workdir or Path("runs") / Path(config.source or "run").stem)
     setup_distributed()
@@ -421,6 +422,7 @@ def run(config: Config | str, workdir: str | Path | None = None, *, overrides=()
     if built.task.facts:  # what the task records of its data (a corpus's name, bytes, Python version)
         summary["task"] = M.to_builtin(built.task.facts)
     summary["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # kept where file times are not
+    summary["wall_s"] = time.time() - began  # the whole call: build, compile, train, evaluate, post stages (last leg)
     if jax.process_index() == 0:
         M.write_json(workdir / "summary.json", summary)
     return RunResult(workdir, config, summary)

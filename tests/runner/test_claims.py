@@ -40,6 +40,9 @@ def test_smoke_suite_writes_one_section_per_claim_with_a_verdict(smoke):
     verdicts = re.findall(r"\*\*Verdict: (supported|not supported|inconclusive|no verdict|not run)\.\*\*", text)
     assert len(verdicts) == len(claims)
     assert "## Method" in text and "half-width" in text and "against a distance of" in text
+    walls = re.findall(r"Wall of its runs here, tuning included: ([^(]+) \(", text)  # every run records its wall
+    assert len(walls) == len(claims) - len([c for c in claims if c.sizes.get("smoke", {}).get("skip")])
+    assert "no recorded wall" not in text
     skipped = [c for c in claims if c.sizes.get("smoke", {}).get("skip")]
     assert verdicts.count("not run") == len(skipped) and all(c.sizes["smoke"]["skip"] in text for c in skipped)
     assert "## Hardware and libraries" in text and "jax " in text

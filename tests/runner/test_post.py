@@ -35,6 +35,7 @@ def test_stage_grid_is_written_as_post_events(pruned_run):
     assert post[0]["accuracy"] == final["accuracy"]  # sparsity 0 is the trained model itself
     assert post[2]["accuracy"] < final["accuracy"] - 0.2  # 90% of the weights gone hurts
     assert [p["label"] for p in result.summary["post"]] == [f"toy_prune(sparsity={s})" for s in (0.0, 0.5, 0.9)]
+    assert result.summary["wall_s"] >= max(e["wall_time"] for e in post)  # the whole call, post stages included
 
 
 def test_evaluate_reruns_stages_without_touching_training_events(pruned_run, tmp_path):

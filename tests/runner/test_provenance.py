@@ -32,3 +32,18 @@ def test_the_design_commit_is_the_last_change_of_content_not_of_comments(tmp_pat
     experiment.write_text("[train]\nsteps = 800\n")  # changed and not committed: no commit fixed it
     assert design_commit([claim, experiment]) is None
     assert "not found in git history" in design_line([claim, experiment], [later])
+
+
+def test_runs_wall_sums_recorded_walls_and_counts_the_runs_without_one(tmp_path):
+    import json
+
+    from experiments.claims.provenance import runs_wall
+
+    dirs = []
+    for i, summary in enumerate([{"wall_s": 1800.0}, {"wall_s": 2700.0}, {"status": "finished"}]):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "summary.json").write_text(json.dumps(summary))
+        dirs.append(tmp_path / str(i))
+    assert runs_wall(dirs[:2]) == "1 h 15 min"
+    assert runs_wall(dirs[:1]) == "30.0 min"
+    assert runs_wall(dirs) == "1 h 15 min (1 of 3 runs have no recorded wall)"
