@@ -68,7 +68,7 @@ def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, o
     grid_keys = sorted({k for r in runs for k in r["flat"] if k != "seed"
                         and len({json.dumps(x["flat"].get(k)) for x in runs if x["variant"] == r["variant"]}) > 1})
     for r in runs:
-        label = r["variant"] + "".join(f", {k}={r['flat'].get(k)}" for k in grid_keys)
+        label = ", ".join([r["variant"] or "all"] + [f"{k}={r['flat'].get(k)}" for k in grid_keys])
         groups.setdefault(label, []).append(r)
     groups = with_post_rows(groups, claim)
     lines += ["**Measured** (mean [95% t interval] over seeds; *_to_target: median [bootstrap range], censored runs "
