@@ -1,9 +1,13 @@
 """When a claim's design was fixed: the commit since which its files parse as now; comments do not count."""
 
 import datetime as dt
+import json
+import shutil
 import subprocess
 
-from experiments.claims.provenance import design_commit, design_line
+import pytest
+
+from experiments.claims.provenance import design_commit, design_line, runs_wall
 
 
 def _commit(repo, message):
@@ -14,6 +18,7 @@ def _commit(repo, message):
                           check=True).stdout.strip()[:10]
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command (reads a repository's history)")
 def test_the_design_commit_is_the_last_change_of_content_not_of_comments(tmp_path):
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     claim, experiment = tmp_path / "claim.toml", tmp_path / "exp.toml"
@@ -35,10 +40,6 @@ def test_the_design_commit_is_the_last_change_of_content_not_of_comments(tmp_pat
 
 
 def test_runs_wall_sums_recorded_walls_and_counts_the_runs_without_one(tmp_path):
-    import json
-
-    from experiments.claims.provenance import runs_wall
-
     dirs = []
     for i, summary in enumerate([{"wall_s": 1800.0}, {"wall_s": 2700.0}, {"status": "finished"}]):
         (tmp_path / str(i)).mkdir()
