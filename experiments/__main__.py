@@ -94,7 +94,8 @@ def main(argv=None) -> int:
                    help="plot a metric against a post-training stage parameter (numeric varying ones are drawn anyway)")
     sub.add_parser("list", help="registered models, tasks, optimizers and hooks")
     p = sub.add_parser("claims", help="run the claims suite and write REPORT.md with one verdict per claim")
-    p.add_argument("--size", default="smoke", help="smoke (minutes, CPU) | cpu (hours on 2 cores; finished runs are reused) | gpu (full)")
+    p.add_argument("--size", default="smoke",
+                   help="smoke (minutes, CPU) | cpu (hours on 2 cores; finished runs are reused) | gpu (full)")
     p.add_argument("--out", help="output folder (default runs/claims-SIZE); finished runs in it are reused")
     p.add_argument("--only", action="append", help="run only this claim (file stem); repeatable")
     p.add_argument("--publish", metavar="DIR", help="also copy REPORT.md and its plots to DIR (e.g. experiments/)")
