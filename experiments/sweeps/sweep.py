@@ -143,6 +143,29 @@ def run_sweep(path: str | Path, workdir: str | Path, overrides=(), *, quiet: boo
     return _launch(runs, workdir, quiet, log, launcher)
 
 
+def has_checkpoint(rundir: Path) -> bool:
+    """Whether ``rundir`` holds a saved checkpoint (a step folder under ``checkpoints/``)."""
+    folder = Path(rundir) / "checkpoints"
+    return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())
+
+
+def _with_lost_readables(todo: list, runs, workdir: Path, log) -> list:
+    """``todo`` with the finished runs that a run of it reads (a student its teacher) put back before it, where
+    their checkpoints are gone (run records kept in git, checkpoints not: a fresh clone). Training is
+    deterministic for a config and seed, so the rerun restores the same teacher; its old record is replaced."""
+    read = "\n".join(json.dumps(job.config.to_dict()) for job in todo)
+    queued = {job.name for job in todo}
+    lost = []
+    for name, config in runs:
+        rundir = (workdir / name).resolve()
+        if name not in queued and json.dumps(str(rundir)) in read and not has_checkpoint(rundir):
+            log(f"{name}: finished, but its checkpoint, which a run still to do reads, is missing: rerun")
+            for old in ("summary.json", "metrics.jsonl"):
+                (rundir / old).unlink(missing_ok=True)
+            lost.append(Job(name, in_folder(config, workdir), workdir / name, workdir / "logs" / f"{name}.log"))
+    return lost + todo
+
+
 def _launch(runs, workdir: Path, quiet: bool, log, launcher) -> list:
     dirs, todo = [], []
     for i, (name, config) in enumerate(runs, 1):
@@ -153,6 +176,7 @@ def _launch(runs, workdir: Path, quiet: bool, log, launcher) -> list:
             log(f"[{i}/{len(runs)}] {name}: complete, skipped")
         else:
             todo.append(Job(name, config, rundir, workdir / "logs" / f"{name}.log"))
+    todo = _with_lost_readables(todo, runs, workdir, log)
     launcher = launcher or Sequential(quiet)
     if isinstance(launcher, Sequential):
         index = {name: i for i, (name, _) in enumerate(runs, 1)}

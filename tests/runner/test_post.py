@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -11,7 +12,8 @@ import experiments
 import tests.runner.toy_plugin  # noqa: F401  (registers toy_prune and toy_residual)
 from experiments import ConfigError, load_config
 from experiments.__main__ import main
-from experiments.runner import build, evaluate, make_optimizer, split
+from experiments.runner import apply_overrides, build, evaluate, make_optimizer, read_file, split
+from experiments.sweeps import run_sweep
 
 from .helpers import QUICKSTART, REPO, TINY, cli, events
 
@@ -105,3 +107,28 @@ def test_compare_tables_and_plots_metrics_against_a_stage_parameter(pruned_run, 
     assert (tmp_path / "post_accuracy_vs_sparsity.png").stat().st_size > 10_000
     proc = cli("compare", workdir, "--post", "sparsity", "--out", tmp_path / "x")
     assert proc.returncode == 2 and "--post" in proc.stderr
+
+
+def test_a_sweep_reruns_a_finished_teacher_whose_checkpoint_is_gone(tmp_path):
+    """Run records are kept in git and checkpoints are not: on a fresh clone a student still to run would find its
+    teacher finished but unrestorable. The sweep reruns that teacher first (same config and seed: the same
+    numbers), then the student; a finished student's teacher is left alone."""
+    path = tmp_path / "kd.json"
+    path.write_text(json.dumps(apply_overrides(read_file(QUICKSTART), TINY + [
+        "sweep.seeds=[0]", ('sweep.variants={teacher={}, student={model={name="toy_residual", hidden=[16], '
+                            'teacher="{sweep}/teacher__seed={seed}"}}}')])))
+    runs = tmp_path / "runs"
+    run_sweep(path, runs, quiet=True, log=lambda _: None)
+    teacher = runs / "teacher__seed=0"
+    before = json.loads((teacher / "summary.json").read_text())["final"], len(events(teacher, "eval"))
+    shutil.rmtree(teacher / "checkpoints")
+    said = []
+    run_sweep(path, runs, quiet=True, log=said.append)  # the student is finished: nothing reads the teacher
+    assert not (teacher / "checkpoints").exists() and sum("complete, skipped" in s for s in said) == 2
+    (runs / "student__seed=0" / "summary.json").unlink()
+    said = []
+    run_sweep(path, runs, quiet=True, log=said.append)
+    assert any(s.startswith("teacher__seed=0: finished, but its checkpoint") for s in said)
+    after = json.loads((teacher / "summary.json").read_text())["final"], len(events(teacher, "eval"))
+    assert after == before  # the same numbers, and the old events replaced, not appended to
+    assert (runs / "student__seed=0" / "summary.json").exists()
