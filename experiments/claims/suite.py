@@ -17,7 +17,7 @@ from experiments.reports.compare import compare
 from experiments.runner.config import read_file
 from experiments.runner.train import run
 from experiments.sweeps import tuning
-from experiments.sweeps.sweep import finished, in_folder
+from experiments.sweeps.sweep import finished, in_folder, lost_reads
 
 
 def load_claim_runs(claim_runs) -> list[dict]:
@@ -73,17 +73,17 @@ def run_claims(size: str = "smoke", out: str | Path = "runs/claims", only=None, 
 
 def _run_all(label: str, planned, folder: Path, quiet: bool, log) -> list[tuple[str, Path]]:
     """Run each planned ``(variant, name, config)`` in ``folder / name`` unless finished; ``[(variant, rundir)]``."""
-    done = []
+    planned = [(variant, name, in_folder(config, folder)) for variant, name, config in planned]
+    done = {name for _, name, config in planned if finished(folder / name, config)}
+    done -= lost_reads([c for _, n, c in planned if n not in done], [(n, folder / n) for n in sorted(done)], log)
     for i, (variant, name, config) in enumerate(planned, 1):
         rundir = folder / name
-        config = in_folder(config, rundir.parent)
-        if not finished(rundir, config):
+        if name not in done:
             log(f"[{label} {i}/{len(planned)}] {name}")
             if rundir.exists() and not (rundir / "checkpoints").exists():
                 shutil.rmtree(rundir)
             run(config, rundir, quiet=quiet)
-        done.append((variant, rundir))
-    return done
+    return [(variant, folder / name) for variant, name, _ in planned]
 
 
 def environment(runs: list[dict]) -> list[str]:

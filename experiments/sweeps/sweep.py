@@ -149,34 +149,33 @@ def has_checkpoint(rundir: Path) -> bool:
     return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())
 
 
-def _with_lost_readables(todo: list, runs, workdir: Path, log) -> list:
-    """``todo`` with the finished runs that a run of it reads (a student its teacher) put back before it, where
-    their checkpoints are gone (run records kept in git, checkpoints not: a fresh clone). Training is
-    deterministic for a config and seed, so the rerun restores the same teacher; its old record is replaced."""
-    read = "\n".join(json.dumps(job.config.to_dict()) for job in todo)
-    queued = {job.name for job in todo}
-    lost = []
-    for name, config in runs:
-        rundir = (workdir / name).resolve()
-        if name not in queued and json.dumps(str(rundir)) in read and not has_checkpoint(rundir):
+def lost_reads(todo: list[Config], done: list[tuple[str, Path]], log) -> set[str]:
+    """The names of the finished runs ``done`` (``[(name, rundir)]``) that a config still ``todo`` reads (names its
+    folder: a distillation student its teacher) and whose checkpoint is gone: run records are kept in git,
+    checkpoints are not, so a fresh clone has them finished but unrestorable. Their records are removed, so they
+    run again, before their readers; training is deterministic for a config and seed, so the same numbers return."""
+    read = "\n".join(json.dumps(config.to_dict()) for config in todo)
+    lost = set()
+    for name, rundir in done:
+        if json.dumps(str(Path(rundir).resolve())) in read and not has_checkpoint(rundir):
             log(f"{name}: finished, but its checkpoint, which a run still to do reads, is missing: rerun")
             for old in ("summary.json", "metrics.jsonl"):
-                (rundir / old).unlink(missing_ok=True)
-            lost.append(Job(name, in_folder(config, workdir), workdir / name, workdir / "logs" / f"{name}.log"))
-    return lost + todo
+                (Path(rundir) / old).unlink(missing_ok=True)
+            lost.add(name)
+    return lost
 
 
 def _launch(runs, workdir: Path, quiet: bool, log, launcher) -> list:
-    dirs, todo = [], []
+    runs = [(name, in_folder(config, workdir)) for name, config in runs]
+    dirs = [workdir / name for name, _ in runs]
+    done = {name for name, config in runs if finished(workdir / name, config)}
+    done -= lost_reads([c for n, c in runs if n not in done], [(n, workdir / n) for n in sorted(done)], log)
+    todo = []
     for i, (name, config) in enumerate(runs, 1):
-        rundir = workdir / name
-        dirs.append(rundir)
-        config = in_folder(config, workdir)
-        if finished(rundir, config):
+        if name in done:
             log(f"[{i}/{len(runs)}] {name}: complete, skipped")
         else:
-            todo.append(Job(name, config, rundir, workdir / "logs" / f"{name}.log"))
-    todo = _with_lost_readables(todo, runs, workdir, log)
+            todo.append(Job(name, config, workdir / name, workdir / "logs" / f"{name}.log"))
     launcher = launcher or Sequential(quiet)
     if isinstance(launcher, Sequential):
         index = {name: i for i, (name, _) in enumerate(runs, 1)}
