@@ -7,6 +7,11 @@ split is N*(C) = G (C/6)^(β/(α+β)), D*(C) = (C/6)/N*, G = (αA / (βB))^(1/(�
 Its local exponent −d log L*/d log C is what "each tenfold compute increase gives a predictable loss reduction" is
 about: ``frontier_change`` compares it at the geometric middles of the upper and lower halves of the measured compute.
 
+E is fitted free of sign (Hoffmann et al. write it exp(e) > 0). With E > 0 forced, L*(C) = E + G·C^(−γ) and the
+local exponent γ(L* − E)/L* always falls as compute grows: "the frontier flattens" would hold by construction. Free,
+E < 0 makes it steepen and E ≈ 0 keeps it a pure power law, so the data decide (an E below 0 is no entropy, only the
+sign the cells' curvature gives over the measured range).
+
 Intervals: a parametric bootstrap as ``scaling.parametric_fit`` (each cell's mean drawn from its t distribution,
 refits from the full fit and far starts). A fit needs its 5 parameters + 2 = 7 cells.
 """
@@ -58,15 +63,19 @@ def _huber(r):
 
 
 def _objective(theta, log_n, log_d, log_y):
+    """Huber on log L of L = E + exp(a − α log n) + exp(b − β log d), E of any sign; where E makes a cell's L
+    not positive, a steep linear penalty leads back (its gradient raises L)."""
     e, a, alpha, b, beta = theta
-    terms = np.stack([np.full_like(log_n, e), a - alpha * log_n, b - beta * log_d])
-    log_pred = np.logaddexp.reduce(terms, axis=0)
-    r = log_pred - log_y
-    w = np.clip(r, -HUBER_DELTA, HUBER_DELTA)
-    p = np.exp(terms - log_pred)  # each term's share of the prediction
-    grad = np.array([np.sum(w * p[0]), np.sum(w * p[1]), np.sum(-w * p[1] * log_n), np.sum(w * p[2]),
-                     np.sum(-w * p[2] * log_d)])
-    return float(np.sum(_huber(r))) / HUBER_DELTA, grad / HUBER_DELTA
+    t1, t2 = np.exp(a - alpha * log_n), np.exp(b - beta * log_d)
+    pred = e + t1 + t2
+    floor = 1e-6 * np.exp(log_y)
+    ok = pred > floor
+    r = np.log(np.where(ok, pred, floor)) - log_y
+    w = np.where(ok, np.clip(r, -HUBER_DELTA, HUBER_DELTA) / np.where(ok, pred, 1.0), 0.0)
+    w = w - np.where(ok, 0.0, 1e3 / floor)  # d(penalty)/d(pred): the penalty falls as L rises to the floor
+    value = float(np.sum(np.where(ok, _huber(r), 0.0)) + np.sum(np.where(ok, 0.0, 1e3 * (floor - pred) / floor)))
+    grad = np.array([np.sum(w), np.sum(w * t1), np.sum(-w * t1 * log_n), np.sum(w * t2), np.sum(-w * t2 * log_d)])
+    return value / HUBER_DELTA, grad / HUBER_DELTA
 
 
 def fit_law(n, d, loss, *, start: Law | None = None) -> Law:
@@ -78,13 +87,13 @@ def fit_law(n, d, loss, *, start: Law | None = None) -> Law:
         raise ValueError(f"n, d, loss: {len(n)} cells is not allowed; give >= 5 matching positive values")
     n0, d0 = float(np.mean(np.log(n))), float(np.mean(np.log(d)))
     log_n, log_d, log_y = np.log(n) - n0, np.log(d) - d0, np.log(y)
-    floor = math.log(0.5 * y.min())
+    low = math.log(0.5 * y.min())
     if start is not None:
-        starts = [(math.log(max(start.E, 1e-12)), start.log_A - start.alpha * n0, start.alpha,
-                   start.log_B - start.beta * d0, start.beta), (floor, floor, 0.3, floor, 0.3),
-                  (math.log(0.9 * y.min()), math.log(0.05 * y.min()), 0.5, math.log(0.05 * y.min()), 0.5)]
+        starts = [(start.E, start.log_A - start.alpha * n0, start.alpha, start.log_B - start.beta * d0, start.beta),
+                  (0.5 * y.min(), low, 0.3, low, 0.3),
+                  (0.9 * y.min(), math.log(0.05 * y.min()), 0.5, math.log(0.05 * y.min()), 0.5)]
     else:
-        starts = [(math.log(f * y.min()), math.log(0.3 * y.min()), al, math.log(0.3 * y.min()), be)
+        starts = [(f * y.min(), math.log(0.3 * y.min()), al, math.log(0.3 * y.min()), be)
                   for f, al, be in itertools.product((0.3, 0.8), (0.15, 0.6), (0.15, 0.6))]
     best = None
     for theta in starts:
@@ -93,7 +102,7 @@ def fit_law(n, d, loss, *, start: Law | None = None) -> Law:
         if best is None or res.fun < best.fun:
             best = res
     e, a, alpha, b, beta = best.x
-    return Law(float(math.exp(e)), float(a + alpha * n0), float(alpha), float(b + beta * d0), float(beta))
+    return Law(float(e), float(a + alpha * n0), float(alpha), float(b + beta * d0), float(beta))
 
 
 def parametric_law(points, n_boot: int = 2000, seed: int = 0) -> tuple[Law, list[Law], object]:

@@ -29,7 +29,8 @@ and each half of ``alpha_change``, which compares the pure power law's exponent,
 - ``fit = "frontier_change"``: Hoffmann et al.'s L(N, D) = E + A/N^α + B/D^β fitted to a grid of model sizes ×
   token budgets (``params`` = "active_params" and ``tokens`` = "train_tokens" name the values; >= 7 cells), and the
   local exponent −d log L*/d log C of its compute-optimal frontier at the geometric middles of the upper and lower
-  halves of the measured 6ND, upper minus lower (``analysis.chinchilla``). Negative: the law flattens.
+  halves of the measured 6ND, upper minus lower (``analysis.chinchilla``). Negative: the law flattens; E is fitted
+  free of sign (reported beside it), so the frontier may also steepen, and the test can fail.
 - ``fit = "ratio_trend"``: how side a's metric over side b's changes as the model grows: per shared size the ratio of
   the mean metrics, and the least-squares slope of that ratio against log10 of b's mean compute.
 
@@ -239,6 +240,9 @@ def _frontier_change(runs: list[dict], cond: dict, level: float) -> dict:
     change = [f.local_exponent(hi) - f.local_exponent(lo) for f in fits]
     return {"estimate": full.local_exponent(hi) - full.local_exponent(lo), "ci": _interval(change, level),
             "halves": [{"half": name, "sizes": int(len(n) // 2), "slope": full.local_exponent(c),
-                        "slope_ci": _interval([f.local_exponent(c) for f in fits], level)}
+                        "slope_ci": _interval([f.local_exponent(c) for f in fits], level),
+                        "what": f"the frontier's local exponent at 6ND = {c:.3g}"}
                        for name, c in (("lower", lo), ("upper", hi))],
+            "parts": [{"what": "E, the fitted floor (free of sign: below 0 the frontier steepens)",
+                       "estimate": full.E, "ci": _interval([f.E for f in fits], level)}],
             "law": dataclasses.asdict(full)}

@@ -98,8 +98,9 @@ def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, o
                          f"{_margin(r, cond)} → {r['state']}")
             lines += [f"    - {m['size']}: multiplier {cells.number(m['multiplier'])}" for m in r.get("multipliers", [])]
             lines += [f"    - {m['size']}: ratio {cells.number(m['ratio'])}" for m in r.get("ratios", [])]
-            lines += [f"    - {h['half']} half ({h['sizes']} sizes): α with E = 0 {cells.interval(h['slope'], *h['slope_ci'])}"
-                      for h in r.get("halves", [])]
+            lines += [f"    - {h['half']} half ({h['sizes']} sizes): {h.get('what', 'α with E = 0')} "
+                      f"{cells.interval(h['slope'], *h['slope_ci'])}" for h in r.get("halves", [])]
+            lines += [f"    - {p['what']}: {cells.interval(p['estimate'], *p['ci'])}" for p in r.get("parts", [])]
             lines += [f"    - note: {r['note']}"] if r.get("note") else []
     lines += ["", f"**Verdict: {result}.**" + (" An arm did not learn (a competence floor is not met), so its "
                                                 "comparison decides nothing." if result == "no verdict" else ""), ""]

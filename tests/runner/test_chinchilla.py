@@ -34,12 +34,12 @@ def test_the_frontier_is_the_minimum_at_fixed_compute_and_its_exponent_is_the_lo
     assert HOFFMANN.local_exponent(1e20) < HOFFMANN.local_exponent(1e15)  # a floor: the law flattens
 
 
-def _runs(seeds=2, noise=0.002):
+def _runs(seeds=2, noise=0.002, law=HOFFMANN):
     rng = np.random.default_rng(0)
     return [{"variant": "dense", "dir": f"/fake/{i}-{s}", "flat": {"seed": s, "model.width": int(n / 1e4),
                                                                     "train.steps": int(d / 1e5)},
              "values": {"active_params": float(n), "train_tokens": float(d),
-                        "bits_per_char": float(HOFFMANN(n, d)) + noise * rng.standard_normal()}}
+                        "bits_per_char": float(law(n, d)) + noise * rng.standard_normal()}}
             for i, (n, d) in enumerate(zip(N, D)) for s in range(seeds)]
 
 
@@ -55,3 +55,18 @@ def test_frontier_change_sees_the_flattening_and_needs_seven_cells(monkeypatch):
     assert [h["half"] for h in r["halves"]] == ["lower", "upper"]
     few = judge(cond, [run for run in _runs() if run["values"]["train_tokens"] < 1e8])  # 6 cells
     assert few["state"] == "undecided" and "cannot decide at this size" in few["note"] and ">= 7 sizes" in few["note"]
+
+
+def test_e_is_free_of_sign_so_the_frontier_can_steepen_and_the_test_can_fail(monkeypatch):
+    """With E = exp(e) > 0 the frontier flattens whatever the cells say; E is fitted free, so cells of a law with
+    E < 0 (its curvature the other way) give a steepening frontier and a positive change, whole interval."""
+    steep = Law(E=-0.6, log_A=HOFFMANN.log_A, alpha=0.34, log_B=HOFFMANN.log_B, beta=0.28)
+    fit = fit_law(N, D, steep(N, D))
+    assert fit.E == pytest.approx(-0.6, abs=1e-3) and fit.alpha == pytest.approx(0.34, rel=1e-3)
+    monkeypatch.setattr(claim_fits, "N_BOOT", 8)
+    cond = {"a": {"variant": "dense"}, "fit": "frontier_change", "metric": "bits_per_char", "op": "<=",
+            "threshold": 0.0}
+    r = judge(cond, _runs(law=steep))
+    assert r["estimate"] > 0 and r["ci"][0] > 0 and r["state"] == "fails", r
+    (floor,) = r["parts"]
+    assert floor["estimate"] == pytest.approx(-0.6, abs=0.05) and floor["ci"][1] < 0
