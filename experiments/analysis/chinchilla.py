@@ -25,6 +25,7 @@ import math
 import numpy as np
 from scipy.optimize import minimize
 
+from experiments.analysis import fit_cache, scaling
 from experiments.analysis.scaling import HUBER_DELTA, draw_means, size_means
 
 CELLS = 7  # the law's 5 parameters + 2
@@ -107,7 +108,13 @@ def fit_law(n, d, loss, *, start: Law | None = None) -> Law:
 
 def parametric_law(points, n_boot: int = 2000, seed: int = 0) -> tuple[Law, list[Law], object]:
     """``points``: ``(cell, N, D, loss)`` per run (a cell: one model size at one token budget, >= 2 runs each).
-    Returns the fit on the cell means, ``n_boot`` refits on means drawn from their t distributions, and the means."""
+    Returns the fit on the cell means, ``n_boot`` refits on means drawn from their t distributions, and the means.
+    Remembered per input (``fit_cache``)."""
+    points = [tuple(p) for p in points]
+    return fit_cache.cached("law", _parametric_law, points, n_boot, seed, (__name__, scaling.__name__))
+
+
+def _parametric_law(points, n_boot: int, seed: int):
     by_cell = {}
     for cell, n, d, _ in points:
         by_cell.setdefault(cell, (float(n), float(d)))

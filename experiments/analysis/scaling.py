@@ -20,6 +20,7 @@ import math
 import numpy as np
 from scipy.optimize import minimize
 
+from experiments.analysis import fit_cache
 from experiments.analysis.stats import percentile_interval
 
 HUBER_DELTA = 1e-3
@@ -153,7 +154,12 @@ def parametric_fit(points, n_boot: int = 2000, seed: int = 0) -> BootstrapFit:
     """The fit on the size means and ``n_boot`` refits on means drawn from their t distributions (``draw_means``),
     each refit from the full fit and two far starts. The percentile intervals of these refits cover at 3-5 seeds a
     size, where resampling 3 seeds gives [min, max] of each size (a parametric bootstrap, Efron & Tibshirani 1993,
-    ch. 6)."""
+    ch. 6). Remembered per input (``fit_cache``)."""
+    points = [tuple(p) for p in points]
+    return fit_cache.cached("power", _parametric_fit, points, n_boot, seed, (__name__,))
+
+
+def _parametric_fit(points, n_boot: int, seed: int) -> BootstrapFit:
     means = size_means(points)
     full = fit_power_law(means.compute, means.loss)
     draws = draw_means(means, n_boot, np.random.default_rng(seed))

@@ -9,6 +9,7 @@ import re
 import shutil
 from pathlib import Path
 
+from experiments.analysis import fit_cache
 from experiments.analysis.folders import load_runs
 from experiments.claims.claim import all_claims, plan, runs_folder, tunes
 from experiments.claims.provenance import runs_wall
@@ -33,6 +34,7 @@ def run_claims(size: str = "smoke", out: str | Path = "runs/claims", only=None, 
                log=print) -> Path:
     """Run every claim's experiment at ``size`` under ``out`` (finished runs are reused) and write ``REPORT.md``."""
     out = Path(out)
+    fit_cache.use_folder(out / "fit_cache")  # a regenerated report reuses the bootstrap fits of unchanged runs
     claims = all_claims(only)
     plans = {c.path.stem: plan(c, size) for c in claims}  # validate everything before running anything
     tunings = {c.path.stem: plan(c, size, tune=True) for c in claims if tunes(c, size)}

@@ -113,3 +113,28 @@ def test_the_pure_power_law_exponent_is_the_log_log_slope_with_its_ci():
     assert lo <= boot.slope <= hi and 0 < hi - lo < 0.01 and boot.slope == pytest.approx(0.07, abs=1e-3)
     floored = parametric_fit(_points(noise=0.0), n_boot=5, seed=0)
     assert 0 < floored.slope < floored.fit.alpha
+
+
+def test_a_fit_is_computed_once_per_input_and_read_back_from_disk(tmp_path, monkeypatch):
+    """The report asks for the same bootstrap fit in several places; it is remembered per input, in memory and in
+    the folder ``use_folder`` names, and equal to a fresh computation."""
+    from experiments.analysis import fit_cache, scaling
+
+    calls = []
+    real = scaling._parametric_fit
+    monkeypatch.setattr(scaling, "_parametric_fit", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr(fit_cache, "_memory", {})
+    fit_cache.use_folder(tmp_path)
+    try:
+        first = parametric_fit(_points(), n_boot=20, seed=0)
+        assert parametric_fit(_points(), n_boot=20, seed=0) is first and len(calls) == 1
+        other = parametric_fit(_points(), n_boot=20, seed=1)  # another seed: other replicates
+        assert len(calls) == 2 and other.ci("alpha") != first.ci("alpha")
+        fit_cache._memory.clear()  # a new process: read from disk, not refitted
+        again = parametric_fit(_points(), n_boot=20, seed=0)
+        assert len(calls) == 2 and again.fit == first.fit and again.ci("alpha") == first.ci("alpha")
+        assert len(list(tmp_path.glob("power-*.pkl"))) == 2
+    finally:
+        fit_cache.use_folder(None)
+    fresh = real(_points(), 20, 0)
+    assert fresh.fit == first.fit and fresh.ci("E") == first.ci("E")
