@@ -232,6 +232,34 @@ def pauli_terms(observable, wires) -> tuple | None:
     return tuple(terms)
 
 
+def _validate(n_qubits, n_layers, device, shots) -> None:
+    if not isinstance(n_qubits, (int, np.integer)) or n_qubits < 1:
+        raise ValueError(f"n_qubits: got {n_qubits!r}; allowed: an integer >= 1")
+    if not isinstance(n_layers, (int, np.integer)) or n_layers < 1:
+        raise ValueError(f"n_layers: got {n_layers!r}; allowed: an integer >= 1")
+    if not isinstance(device, str) or not device:
+        raise ValueError(f"device: got {device!r}; allowed: 'simulator' or a PennyLane device name")
+    if shots is not None and (not isinstance(shots, (int, np.integer)) or shots < 1):
+        raise ValueError(f"shots: got {shots!r}; allowed: None (exact) or an integer >= 1")
+
+
+def _simulator_measurement(hamiltonian, wires) -> tuple[Callable, tuple | None]:
+    """``(measure, terms)``: ``measure(psi)`` is one Pauli-Z expectation per wire (no ``hamiltonian``), a Pauli
+    sum's expectation (``terms``, from ``pauli_terms``), or any Hermitian observable's, by its dense matrix."""
+    if hamiltonian is None:
+        return S.expval_z, None
+    terms = pauli_terms(hamiltonian, wires)
+    if terms is not None:
+        return (lambda psi: S.expval_pauli_sum(psi, terms)), terms
+    dense = np.asarray(qml.matrix(hamiltonian, wire_order=wires))  # any Hermitian observable, exactly
+
+    def measure(psi):
+        flat = psi.reshape(-1)
+        return jnp.real(jnp.vdot(flat, jnp.asarray(dense, flat.dtype) @ flat))
+
+    return measure, None
+
+
 def make_circuit(
     n_qubits: int,
     n_layers: int,
@@ -252,22 +280,12 @@ def make_circuit(
     ``qml.Hamiltonian``); then ``expval`` returns its scalar expectation, otherwise one Pauli-Z expectation per wire.
     shots: default shot count for ``sample_expval``.
     """
-    if not isinstance(n_qubits, (int, np.integer)) or n_qubits < 1:
-        raise ValueError(f"n_qubits: got {n_qubits!r}; allowed: an integer >= 1")
-    if not isinstance(n_layers, (int, np.integer)) or n_layers < 1:
-        raise ValueError(f"n_layers: got {n_layers!r}; allowed: an integer >= 1")
-    if not isinstance(device, str) or not device:
-        raise ValueError(f"device: got {device!r}; allowed: 'simulator' or a PennyLane device name")
-    if shots is not None and (not isinstance(shots, (int, np.integer)) or shots < 1):
-        raise ValueError(f"shots: got {shots!r}; allowed: None (exact) or an integer >= 1")
+    _validate(n_qubits, n_layers, device, shots)
     fn = _resolve_ansatz(ansatz)
     diff_method = diff_method or DEVICES.get(device, "best")
     wires = list(range(n_qubits))
     shape = tuple(fn.param_shape(n_qubits, n_layers))
-    terms = None if hamiltonian is None else pauli_terms(hamiltonian, wires)
-    dense = None
-    if hamiltonian is not None and terms is None:
-        dense = np.asarray(qml.matrix(hamiltonian, wire_order=wires))  # any Hermitian observable, exactly
+    measure_sim, terms = _simulator_measurement(hamiltonian, wires)
     programs: dict = {}
 
     def program(input_shape=None):
@@ -291,14 +309,6 @@ def make_circuit(
 
     def probs(params, inputs=None):
         return S.probs(_state(params, inputs))
-
-    def measure_sim(psi):
-        if hamiltonian is None:
-            return S.expval_z(psi)
-        if terms is not None:
-            return S.expval_pauli_sum(psi, terms)
-        flat = psi.reshape(-1)
-        return jnp.real(jnp.vdot(flat, jnp.asarray(dense, flat.dtype) @ flat))
 
     if device == "simulator":
         def expval(params, inputs=None):
