@@ -1,8 +1,9 @@
 """Loss against compute: power-law fits with bootstrap CIs, and a lever's gain as a compute multiplier.
 
 ``fit_power_law`` fits L(C) = E + A·C^(−α) the way Hoffmann et al. 2022 ("Training Compute-Optimal Large Language
-Models", approach 3) fit their parametric loss: a Huber loss (δ = 1e-3) on log L, minimised by L-BFGS from a grid of
-starting points, the best end point kept. Compute is normalised by its geometric mean inside the fit, so the
+Models", approach 3) fit their parametric loss: a Huber loss (δ = 1e-3) on log L, minimised from a grid of starting
+points, the best end point kept (they use L-BFGS; ``lm_fit``'s batched Levenberg–Marquardt reaches the same minima
+and refits a whole bootstrap at once). Compute is normalised by its geometric mean inside the fit, so the
 optimiser sees numbers near 1 whatever the FLOP scale. ``parametric_fit`` draws each size's mean from its Student-t
 sampling distribution for intervals on E, A and α that cover at 3-5 seeds a size (Kaplan et al. 2020 quote
 α_C ≈ 0.05 for compute). ``compute_multiplier`` states a lever's
@@ -18,9 +19,8 @@ import itertools
 import math
 
 import numpy as np
-from scipy.optimize import minimize
 
-from experiments.analysis import fit_cache
+from experiments.analysis import fit_cache, lm_fit
 from experiments.analysis.stats import percentile_interval
 
 HUBER_DELTA = 1e-3
@@ -49,54 +49,54 @@ class PowerLaw:
         return math.exp((self.log_A - math.log(loss - self.E)) / self.alpha)
 
 
-def _huber(r, delta=HUBER_DELTA):
-    a = np.abs(r)
-    return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+def _residuals(x, log_y):
+    """``theta [B, 3] -> (r [B, K], J [B, K, 3])``: log L − log y for L = exp(e) + exp(a − α·x), ``log_y [B, K]``."""
+
+    def residuals(theta):
+        e, a, alpha = theta[:, :1], theta[:, 1:2], theta[:, 2:3]
+        log_pred = np.logaddexp(e, a - alpha * x)
+        p_e = np.exp(e - log_pred)
+        p_a = 1.0 - p_e
+        return log_pred - log_y, np.stack([p_e, p_a, -x * p_a], axis=-1)
+
+    return residuals
 
 
-def _objective(theta, x, log_loss):
-    """Huber on log L of the normalised fit: theta = (e, a, alpha), L = exp(e) + exp(a − alpha·x)."""
-    e, a, alpha = theta
-    log_pred = np.logaddexp(e, a - alpha * x)
-    r = log_pred - log_loss
-    # gradient of sum huber(r) through logaddexp
-    w = np.clip(r, -HUBER_DELTA, HUBER_DELTA)  # d huber / d r
-    p_e = np.exp(e - log_pred)
-    p_a = 1.0 - p_e
-    grad = np.array([np.sum(w * p_e), np.sum(w * p_a), np.sum(w * p_a * -x)])
-    # Divided by delta, so the optimiser's tolerances see gradients of order 1, not of order delta.
-    return float(np.sum(_huber(r))) / HUBER_DELTA, grad / HUBER_DELTA
+def fit_power_laws(compute, losses, *, start: PowerLaw | None = None, restarts: bool = False) -> list[PowerLaw]:
+    """The L(C) = E + A·C^(−α) fits of the rows of ``losses [R, N]`` at ``compute [N]``, all at once (``lm_fit``):
+    each the best of Levenberg–Marquardt runs on the Huber loss of log L from a grid of starting points, or from
+    ``start`` (a bootstrap replicate starts at the full fit) and, with ``restarts``, also from two starts far from
+    it (no floor; a floor at 90% of the lowest loss), so a replicate whose optimum moved to another basin still
+    finds it."""
+    c, y = np.asarray(compute, dtype=float), np.atleast_2d(np.asarray(losses, dtype=float))
+    log_c0 = float(np.mean(np.log(c)))
+    x, low, mean = np.log(c) - log_c0, y.min(axis=1), y.mean(axis=1)
+
+    def begin(floor, alpha):  # [R, 3]: a floor at ``floor`` of each row's lowest loss, the rest from its mean
+        e0 = np.log(np.maximum(floor * low, 1e-6 * low))
+        return np.stack([e0, np.log(np.maximum(mean - np.exp(e0), 1e-6 * low)), np.broadcast_to(alpha, e0.shape)],
+                        axis=1)
+
+    if start is not None:
+        near = (math.log(max(start.E, 1e-12)), start.log_A - start.alpha * log_c0, start.alpha)
+        per_row = [np.broadcast_to(np.array(near), (len(y), 3))]
+        per_row += [begin(f, max(start.alpha, 0.05)) for f in (1e-6, 0.9)] if restarts else []
+    else:
+        per_row = [begin(f, al) for f, al in itertools.product((0.0, 0.5, 0.9), (0.05, 0.3, 1.0))]
+    starts = np.stack(per_row, axis=1).reshape(-1, 3)  # problem-major: each row's starts together
+    theta, loss = lm_fit.minimise(_residuals(x, np.repeat(np.log(y), len(per_row), axis=0)), starts,
+                                  delta=HUBER_DELTA, lower=[-np.inf, -np.inf, 1e-4], upper=[np.inf, np.inf, 10.0])
+    return [PowerLaw(E=float(math.exp(e)), log_A=float(a + alpha * log_c0), alpha=float(alpha))
+            for e, a, alpha in lm_fit.best_of(theta, loss, len(per_row))]
 
 
 def fit_power_law(compute, loss, *, start: PowerLaw | None = None, restarts: bool = False) -> PowerLaw:
-    """The L(C) = E + A·C^(−α) fit of points ``compute [N]``, ``loss [N]`` (N ≥ 3, all > 0): the best of L-BFGS
-    runs from a grid of starting points, or from ``start`` (a bootstrap replicate starts at the full fit) and, with
-    ``restarts``, also from two starts far from it (no floor; a floor at 90% of the lowest loss), so a replicate
-    whose optimum moved to another basin still finds it."""
+    """The L(C) = E + A·C^(−α) fit of points ``compute [N]``, ``loss [N]`` (N ≥ 3, all > 0); see
+    ``fit_power_laws``."""
     c, y = np.asarray(compute, dtype=float), np.asarray(loss, dtype=float)
     if c.shape != y.shape or c.ndim != 1 or len(c) < 3 or np.any(c <= 0) or np.any(y <= 0):
         raise ValueError(f"compute, loss: {len(c)} points is not allowed; give >= 3 matching positive values")
-    log_c0 = float(np.mean(np.log(c)))
-    x, log_y = np.log(c) - log_c0, np.log(y)
-    if start is not None:
-        starts = [(math.log(max(start.E, 1e-12)), start.log_A - start.alpha * log_c0, start.alpha)]
-        if restarts:
-            for floor in (1e-6, 0.9):
-                e0 = math.log(floor * y.min())
-                starts.append((e0, math.log(max(np.mean(y) - math.exp(e0), 1e-6 * y.min())), max(start.alpha, 0.05)))
-    else:
-        starts = []
-        for floor, alpha in itertools.product((0.0, 0.5, 0.9), (0.05, 0.3, 1.0)):
-            e0 = math.log(max(floor * y.min(), 1e-6 * y.min()))
-            starts.append((e0, math.log(max(np.mean(y) - math.exp(e0), 1e-6 * y.min())), alpha))
-    best = None
-    for theta in starts:
-        res = minimize(_objective, np.array(theta), args=(x, log_y), jac=True, method="L-BFGS-B",
-                       bounds=[(None, None), (None, None), (1e-4, 10.0)])
-        if best is None or res.fun < best.fun:
-            best = res
-    e, a, alpha = best.x
-    return PowerLaw(E=float(math.exp(e)), log_A=float(a + alpha * log_c0), alpha=float(alpha))
+    return fit_power_laws(c, y[None], start=start, restarts=restarts)[0]
 
 
 @dataclasses.dataclass
@@ -156,14 +156,14 @@ def parametric_fit(points, n_boot: int = 2000, seed: int = 0) -> BootstrapFit:
     size, where resampling 3 seeds gives [min, max] of each size (a parametric bootstrap, Efron & Tibshirani 1993,
     ch. 6). Remembered per input (``fit_cache``)."""
     points = [tuple(p) for p in points]
-    return fit_cache.cached("power", _parametric_fit, points, n_boot, seed, (__name__,))
+    return fit_cache.cached("power", _parametric_fit, points, n_boot, seed, (__name__, lm_fit.__name__))
 
 
 def _parametric_fit(points, n_boot: int, seed: int) -> BootstrapFit:
     means = size_means(points)
     full = fit_power_law(means.compute, means.loss)
     draws = draw_means(means, n_boot, np.random.default_rng(seed))
-    fits = [fit_power_law(means.compute, d, start=full, restarts=True) for d in draws]
+    fits = fit_power_laws(means.compute, draws, start=full, restarts=True)
     return BootstrapFit(full, fits, loglog_slope(means.compute, means.loss),
                         [loglog_slope(means.compute, d) for d in draws])
 
