@@ -44,8 +44,10 @@ def minimise(residuals: Callable, theta0, *, delta: float, lower, upper, iters: 
         w = np.where(np.abs(r) <= delta, 1.0, delta / np.maximum(np.abs(r), 1e-300))
         grad = np.einsum("bkp,bk->bp", jac, w * r)
         hess = np.einsum("bkp,bk,bkq->bpq", jac, w, jac)
+        hess = np.where(active[:, None, None], hess, eye)  # settled rows: a harmless system, their step unused
+        grad = np.where(active[:, None], grad, 0.0)
         scale = np.einsum("bpp->bp", hess)[:, :, None] * eye + 1e-12 * eye
-        step = -np.linalg.solve(hess + damping[:, None, None] * scale, grad[..., None])[..., 0]
+        step = -_solve(hess + damping[:, None, None] * scale, grad)
         new = np.where(active[:, None], np.clip(theta + step, lower, upper), theta)
         with np.errstate(all="ignore"):
             r2, jac2 = residuals(new)
@@ -55,10 +57,19 @@ def minimise(residuals: Callable, theta0, *, delta: float, lower, upper, iters: 
         theta = np.where(ok[:, None], new, theta)
         r, jac = np.where(ok[:, None], r2, r), np.where(ok[:, None, None], jac2, jac)
         loss = np.where(ok, loss2, loss)
-        damping = np.where(ok, damping * 0.3, np.where(active, damping * 4.0, damping))
+        damping = np.where(ok, np.maximum(damping * 0.3, 1e-10), np.where(active, damping * 4.0, damping))
         settled = ok & (gain <= rtol * loss) & (damping < 1e-2)  # a near-Gauss–Newton step that no longer helps
         active &= ~(settled | (damping > 1e12))
     return theta, loss
+
+
+def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a [B, P, P] x = b [B, P]`` for each problem; the pseudo-inverse where ``a`` is singular (a parameter the
+    loss does not see, e.g. a term's exponent once its weight has underflowed)."""
+    try:
+        return np.linalg.solve(a, b[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        return np.einsum("bpq,bq->bp", np.linalg.pinv(a), b)
 
 
 def best_of(theta: np.ndarray, loss: np.ndarray, starts: int) -> np.ndarray:
