@@ -7,6 +7,7 @@ in a folder named by ``use_folder`` (the claims suite names ``<out>/fit_cache``;
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -25,9 +26,13 @@ def use_folder(folder: str | Path | None) -> None:
     _folder = Path(folder) if folder is not None else None
 
 
+@functools.cache
+def _source_digest(modules: tuple[str, ...]) -> str:
+    return hashlib.sha256("".join(inspect.getsource(sys.modules[m]) for m in modules).encode()).hexdigest()
+
+
 def _key(kind: str, points, n_boot: int, seed: int, modules: tuple[str, ...]) -> str:
-    source = "".join(inspect.getsource(sys.modules[m]) for m in modules)
-    text = json.dumps([kind, [list(p) for p in points], n_boot, seed, source], default=str)
+    text = json.dumps([kind, [list(p) for p in points], n_boot, seed, _source_digest(modules)], default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

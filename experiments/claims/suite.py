@@ -18,7 +18,7 @@ from experiments.reports.compare import compare
 from experiments.runner.config import read_file
 from experiments.runner.train import run
 from experiments.sweeps import tuning
-from experiments.sweeps.sweep import finished, in_folder, lost_reads
+from experiments.sweeps.sweep import in_folder, reusable
 
 
 def load_claim_runs(claim_runs) -> list[dict]:
@@ -76,8 +76,7 @@ def run_claims(size: str = "smoke", out: str | Path = "runs/claims", only=None, 
 def _run_all(label: str, planned, folder: Path, quiet: bool, log) -> list[tuple[str, Path]]:
     """Run each planned ``(variant, name, config)`` in ``folder / name`` unless finished; ``[(variant, rundir)]``."""
     planned = [(variant, name, in_folder(config, folder)) for variant, name, config in planned]
-    done = {name for _, name, config in planned if finished(folder / name, config)}
-    done -= lost_reads([c for _, n, c in planned if n not in done], [(n, folder / n) for n in sorted(done)], log)
+    done = reusable([(name, folder / name, config) for _, name, config in planned], log)
     for i, (variant, name, config) in enumerate(planned, 1):
         rundir = folder / name
         if name not in done:

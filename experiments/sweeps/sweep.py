@@ -165,11 +165,17 @@ def lost_reads(todo: list[Config], done: list[tuple[str, Path]], log) -> set[str
     return lost
 
 
+def reusable(runs: list[tuple[str, Path, Config]], log) -> set[str]:
+    """The names of ``runs`` (``[(name, rundir, config)]``) whose finished records are reused: finished, and not
+    lost to a run still to do that reads them (``lost_reads``)."""
+    done = {name for name, rundir, config in runs if finished(rundir, config)}
+    return done - lost_reads([c for n, _, c in runs if n not in done], [(n, d) for n, d, _ in runs if n in done], log)
+
+
 def _launch(runs, workdir: Path, quiet: bool, log, launcher) -> list:
     runs = [(name, in_folder(config, workdir)) for name, config in runs]
     dirs = [workdir / name for name, _ in runs]
-    done = {name for name, config in runs if finished(workdir / name, config)}
-    done -= lost_reads([c for n, c in runs if n not in done], [(n, workdir / n) for n in sorted(done)], log)
+    done = reusable([(name, workdir / name, config) for name, config in runs], log)
     todo = []
     for i, (name, config) in enumerate(runs, 1):
         if name in done:
