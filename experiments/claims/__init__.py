@@ -18,7 +18,13 @@ from experiments.claims.claim import (
     values,
     verdict,
 )
-from experiments.claims.sections import claim_section, describe_condition, skipped_section, with_post_rows
+from experiments.claims.sections import (
+    claim_section,
+    describe_condition,
+    skipped_section,
+    verdict_table,
+    with_post_rows,
+)
 from experiments.claims.suite import environment, load_claim_runs, publish, run_claims
 
 __all__ = [
@@ -44,5 +50,6 @@ __all__ = [
     "skipped_section",
     "values",
     "verdict",
+    "verdict_table",
     "with_post_rows",
 ]

@@ -52,10 +52,11 @@ def _made(times: list[dt.datetime]) -> str:
 
 
 def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, out: Path, tuned=(),
-                  wall: str | None = None) -> list[str]:
+                  wall: str | None = None, judged=None) -> list[str]:
     """The claim's section; ``tuned``: the tuning table's lines (``sweeps.tuning.table``) when its arms were tuned;
-    ``wall``: its runs' summed wall time (``provenance.runs_wall``), tuning runs included."""
-    result, judged = verdict(claim, runs)
+    ``wall``: its runs' summed wall time (``provenance.runs_wall``), tuning runs included; ``judged``: its
+    ``verdict(claim, runs)`` when already computed."""
+    result, judged = judged or verdict(claim, runs)
     times = _finished(runs)
     lines = [f"## Claim {claim.id}: {claim.title}", "", f"**Claim.** {claim.statement}", "",
              f"**Source figure.** {claim.source}", "",
@@ -176,6 +177,15 @@ METHOD = """## Method
 - **Rules, seeds and sizes** are in each claim file, committed before its runs: each section names the commit that
   fixed its design (the claim and experiment files, comments aside) and says whether it came before its first run
   finished; a change after results were seen is said so in the file."""
+
+
+def verdict_table(rows) -> list[str]:
+    """The report's summary: one row per ``(claim, verdict, wall)``, in the order of the sections below."""
+    lines = ["## Verdicts", "", "| claim | verdict | wall of its runs here |", "|---|---|---|"]
+    for claim, result, wall in rows:
+        lines.append(f"| {claim.id}: {claim.title} | {result} | {wall or '—'} |")
+    return lines + ["", "A run shared by two claims counts in both walls; each section gives the numbers behind its "
+                    "verdict.", ""]
 
 
 def skipped_section(claim: Claim, size: str) -> list[str]:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from experiments.analysis import fit_cache
 from experiments.analysis.folders import load_runs
-from experiments.claims.claim import all_claims, plan, runs_folder, tunes
+from experiments.claims.claim import all_claims, plan, runs_folder, tunes, verdict
 from experiments.claims.provenance import runs_wall
-from experiments.claims.sections import METHOD, claim_section, skipped_section
+from experiments.claims.sections import METHOD, claim_section, skipped_section, verdict_table
 from experiments.reports.compare import compare
 from experiments.runner.config import read_file
 from experiments.runner.train import run
@@ -40,11 +40,12 @@ def run_claims(size: str = "smoke", out: str | Path = "runs/claims", only=None, 
     tunings = {c.path.stem: plan(c, size, tune=True) for c in claims if tunes(c, size)}
     lines = [f"# Claims report (size `{size}`)", "",
              "Each section: the claim and its source figure, what was measured at this toolkit's scale, the verdict "
-             "rule fixed before the runs, and the verdict that follows from it.", "", METHOD, ""]
-    all_runs = []
+             "rule fixed before the runs, and the verdict that follows from it.", ""]
+    sections, rows, all_runs = [], [], []
     for claim in claims:
         if claim.sizes.get(size, {}).get("skip"):
-            lines += skipped_section(claim, size)
+            sections += skipped_section(claim, size)
+            rows.append((claim, "not run", None))
             continue
         folder, tuned, tuning_dirs = out / runs_folder(claim, size), [], []
         if claim.path.stem in tunings:  # every arm tuned alike on the tuning seed first, then its verdict runs
@@ -65,9 +66,10 @@ def run_claims(size: str = "smoke", out: str | Path = "runs/claims", only=None, 
                 scaling=[tuple(p) for p in claim.scaling], baseline=claim.baseline)
         runs = load_claim_runs(claim_runs)
         all_runs += runs
-        wall = runs_wall(tuning_dirs + [d for _, d in claim_runs])
-        lines += claim_section(claim, runs, size, report_dir, out, tuned, wall)
-    lines += environment(all_runs)
+        wall, judged = runs_wall(tuning_dirs + [d for _, d in claim_runs]), verdict(claim, runs)
+        sections += claim_section(claim, runs, size, report_dir, out, tuned, wall, judged)
+        rows.append((claim, judged[0], wall))
+    lines += verdict_table(rows) + [METHOD, ""] + sections + environment(all_runs)
     report = out / "REPORT.md"
     report.write_text("\n".join(lines))
     return report

@@ -39,6 +39,8 @@ def test_smoke_suite_writes_one_section_per_claim_with_a_verdict(smoke):
         assert claim.source[:40] in text
     verdicts = re.findall(r"\*\*Verdict: (supported|not supported|inconclusive|no verdict|not run)\.\*\*", text)
     assert len(verdicts) == len(claims)
+    summary = re.findall(r"^\| (\S+): [^|]+ \| ([a-z ]+) \| [^|]+ \|$", text.split("## Method")[0], re.MULTILINE)
+    assert summary == [(c.id, v) for c, v in zip(claims, verdicts)]  # the summary table agrees with every section
     assert "## Method" in text and "half-width" in text and "against a distance of" in text
     walls = re.findall(r"Wall of its runs here, tuning included: ([^(]+) \(", text)  # every run records its wall
     assert len(walls) == len(claims) - len([c for c in claims if c.sizes.get("smoke", {}).get("skip")])
