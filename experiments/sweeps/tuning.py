@@ -134,10 +134,11 @@ def _badness(value, sign: float) -> float:
 
 
 def table(raw: dict, chosen: dict[str, dict]) -> list[str]:
-    """Markdown lines: the value each arm got, and every value's score."""
+    """Markdown lines: the value each arm got, and every value's score (a blank line first, so the table before it
+    ends)."""
     t = settings(raw)
     at = ", ".join(f"{k}={v}" for k, v in (t.get("at") or {}).items())
-    lines = [f"**Tuned** `{t['field']}` per arm on seed {t['seed']} (no verdict uses it){' at ' + at if at else ''}, "
+    lines = ["", f"**Tuned** `{t['field']}` per arm on seed {t['seed']} (no verdict uses it){' at ' + at if at else ''}, "
              f"the same grid and budget for every arm, by {t['mode']} {t['metric']}:", "",
              "| arm | chosen | " + " | ".join(map(str, t["values"])) + " |", "|---|---|" + "---|" * len(t["values"])]
     for a, c in chosen.items():
