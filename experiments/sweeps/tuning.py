@@ -138,7 +138,8 @@ def table(raw: dict, chosen: dict[str, dict]) -> list[str]:
     ends)."""
     t = settings(raw)
     at = ", ".join(f"{k}={v}" for k, v in (t.get("at") or {}).items())
-    lines = ["", f"**Tuned** `{t['field']}` per arm on seed {t['seed']} (no verdict uses it){' at ' + at if at else ''}, "
+    lines = ["",
+             f"**Tuned** `{t['field']}` per arm on seed {t['seed']} (no verdict uses it){' at ' + at if at else ''}, "
              f"the same grid and budget for every arm, by {t['mode']} {t['metric']}:", "",
              "| arm | chosen | " + " | ".join(map(str, t["values"])) + " |", "|---|---|" + "---|" * len(t["values"])]
     for a, c in chosen.items():

@@ -32,8 +32,8 @@ def test_each_arm_takes_the_best_value_of_the_grid_from_its_tuning_runs(tmp_path
     assert sorted(rates) == ["model.hidden=32__seed=0", "model.hidden=32__seed=1", "model.hidden=8__seed=0",
                              "model.hidden=8__seed=1"] and set(rates.values()) == {1e-2}
     assert said[0].startswith("tuning optimizer.learning_rate: 4 runs on seed 100")
-    lines = tuning.table(raw, chosen)
-    assert "| model.hidden=8 | 0.01 (grid edge) |" in "\n".join(lines) and lines[0] == ""  # blank first: ends the table above
+    lines = tuning.table(raw, chosen)  # a blank line first: it ends the table above it in a report
+    assert "| model.hidden=8 | 0.01 (grid edge) |" in "\n".join(lines) and lines[0] == ""
     at = dict(raw, sweep={**raw["sweep"], "tuning": {**raw["sweep"]["tuning"], "at": {"model.hidden": [32]}}})
     names = [name for name, _ in tuning.expand(tuning.tuning_raw(at))]  # tuned at one grid point, for all of them
     assert names == [f"model.hidden=32__optimizer.learning_rate={v}__seed=100" for v in ("1e-05", "0.01")]
