@@ -169,9 +169,9 @@ METHOD = """## Method
   the same text); an arm that misses it gives "no verdict".
 - **Every arm tuned alike.** Each LM arm (the controls included) takes its learning rate from the same grid
   (1.5e-3, 3e-3, 6e-3) by its held-out bits/char after the same budget, on seed 1000, which no verdict uses; a
-  scaling experiment tunes each family once, at one size. Alternatives of one arm (the twin's activations) are tuned
-  alike and only the best on that seed runs on the verdict seeds; a distillation student is tuned against the tuned
-  teacher of that seed. Each section lists the value each arm got.
+  scaling experiment tunes each family at each of its sizes, unless it pins tuning at one grid point (its tuning
+  table then says "at ..."). Alternatives of one arm (the twin's activations) are tuned alike and only the best on
+  that seed runs on the verdict seeds; a distillation student is tuned against the tuned teacher of that seed. Each section lists the value each arm got.
 - **Seeds.** At least 5 per LM group at the cpu size (each claim file gives its own), fixed before the runs;
   every arm of a sweep runs the same seeds, so pairs share batches.
 - **Rules, seeds and sizes** are in each claim file, committed before its runs: each section names the commit that
