@@ -165,7 +165,8 @@ def _dispatch(args) -> int:
             return 1
         sweep = plan(args.config, args.overrides)[0][1].sweep
         if sweep.get("table"):  # the config's own summary: metrics per group, ratios to its baseline
-            print(summary_table(dirs, sweep["table"], sweep.get("baseline", "")))
+            tuned = [sweep["tuning"]["field"]] if sweep.get("tuning") else []  # each arm's own value, not a group
+            print(summary_table(dirs, sweep["table"], sweep.get("baseline", ""), tuned))
         if sweep.get("note"):
             print(sweep["note"])
         print(f"sweep done: python -m experiments compare {workdir}")

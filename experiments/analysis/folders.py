@@ -50,7 +50,11 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def load_runs(dirs) -> list[dict]:
+def load_runs(dirs, settings=()) -> list[dict]:
+    """The finished runs under ``dirs``: ``{"dir", "config", "flat", "values", "summary", "setting"}`` each.
+    ``settings``: dotted fields that are an arm's own setting rather than a grid axis (a tuned learning rate, which
+    differs between the sizes of one family): they move from ``flat`` to ``setting``, so they neither label groups
+    nor split a family's sizes."""
     runs = []
     for d in find_runs(dirs):
         config = json.loads((d / "config.json").read_text())
@@ -59,8 +63,10 @@ def load_runs(dirs) -> list[dict]:
         values.update({k: summary[k] for k in SUMMARY_FIELDS if isinstance(summary.get(k), (int, float))})
         named = {"flops_cost_analysis": "train_flops", "flops_6nd": "train_flops_6nd", "train_tokens": "train_tokens"}
         values.update({named[k]: v for k, v in training_compute(summary, config).items()})
-        runs.append({"dir": d, "config": config, "flat": own_seed_named(config), "values": values,
-                     "summary": summary})
+        flat = own_seed_named(config)
+        setting = {k: flat.pop(k) for k in settings if k in flat}
+        runs.append({"dir": d, "config": config, "flat": flat, "values": values, "summary": summary,
+                     "setting": setting})
     return runs
 
 

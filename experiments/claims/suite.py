@@ -21,10 +21,11 @@ from experiments.sweeps import tuning
 from experiments.sweeps.sweep import in_folder, reusable
 
 
-def load_claim_runs(claim_runs) -> list[dict]:
-    """The finished runs (``experiments.reports.compare.load_runs``), each tagged with the variant it belongs to."""
+def load_claim_runs(claim_runs, settings=()) -> list[dict]:
+    """The finished runs (``analysis.folders.load_runs``; ``settings``: the tuned field, each arm's own value rather
+    than a size or group), each tagged with the variant it belongs to."""
     variant_of = {Path(d): v for v, d in claim_runs}
-    runs = load_runs(list(variant_of))
+    runs = load_runs(list(variant_of), settings)
     for r in runs:
         r["variant"] = variant_of[Path(r["dir"])]
     return runs
@@ -47,7 +48,7 @@ def run_claims(size: str = "smoke", out: str | Path = "runs/claims", only=None, 
             sections += skipped_section(claim, size)
             rows.append((claim, "not run", None))
             continue
-        folder, tuned, tuning_dirs = out / runs_folder(claim, size), [], []
+        folder, tuned, tuning_dirs, settings = out / runs_folder(claim, size), [], [], []
         if claim.path.stem in tunings:  # every arm tuned alike on the tuning seed first, then its verdict runs
             raw, tune = read_file(claim.experiment), tunings[claim.path.stem]
             first, second = tuning.stages(tune)  # runs that read an earlier run (a student its teacher) go second
@@ -59,12 +60,13 @@ def run_claims(size: str = "smoke", out: str | Path = "runs/claims", only=None, 
             chosen = tuning.choose(raw, folder / tuning.FOLDER, [(name, c.raw) for _, name, c in tune])
             plans[claim.path.stem], tuned = plan(claim, size, chosen), tuning.table(raw, chosen)
             tuning_dirs = [folder / tuning.FOLDER / name for _, name, _ in tune]
+            settings = [tuning.settings(raw)["field"]]
         claim_runs = _run_all(claim.path.stem, plans[claim.path.stem], folder, quiet, log)
         report_dir = out / claim.path.stem / "report"
         shutil.rmtree(report_dir, ignore_errors=True)  # the suite's own derived plots: none left from a last report
         compare([d for _, d in claim_runs], report_dir, scatter=[tuple(p) for p in claim.scatter],
-                scaling=[tuple(p) for p in claim.scaling], baseline=claim.baseline)
-        runs = load_claim_runs(claim_runs)
+                scaling=[tuple(p) for p in claim.scaling], baseline=claim.baseline, settings=settings)
+        runs = load_claim_runs(claim_runs, settings)
         all_runs += runs
         wall, judged = runs_wall(tuning_dirs + [d for _, d in claim_runs]), verdict(claim, runs)
         sections += claim_section(claim, runs, size, report_dir, out, tuned, wall, judged)

@@ -68,11 +68,12 @@ def target_table(groups: dict[str, list[dict]], baseline: str | None = None) -> 
     return lines + [""]
 
 
-def summary_table(dirs, metrics, baseline: str = "") -> str:
+def summary_table(dirs, metrics, baseline: str = "", settings=()) -> str:
     """A plain-text table for the terminal: per group (its sweep variant where it has one), each metric's mean
     [95% interval] over seeds and, in brackets, its ratio to the ``baseline`` group's (its name, or a value in its
-    label; default the first), paired over shared seeds; one seed gives the numbers without intervals."""
-    _, groups = group_runs(load_runs(dirs))
+    label; default the first), paired over shared seeds; one seed gives the numbers without intervals. ``settings``:
+    as in ``compare``."""
+    _, groups = group_runs(load_runs(dirs, settings))
     groups = {variant_name(runs) or label: runs for label, runs in groups.items()}
     base = next((g for g in groups if baseline and (baseline == g or baseline in g.split("=", 1)[-1].split(", "))),
                 next(iter(groups)))
@@ -95,14 +96,15 @@ def summary_table(dirs, metrics, baseline: str = "") -> str:
 
 
 def compare(dirs, out: str | Path, *, scatter=(), baseline: str | None = None, post=(),
-            scaling=(), front=(), n_boot: int = 2000) -> Path:
+            scaling=(), front=(), n_boot: int = 2000, settings=()) -> Path:
     """Write ``out/report.md`` and PNG plots for the finished runs under ``dirs``; returns the report's path.
     Runs with post-training stages get a stage table and plots of metrics against stage parameters (``post``:
     extra ``(param, metric)`` pairs). ``scaling``: ``(compute, loss)`` pairs fitted as power laws per group
     (``train_flops`` = FLOPs per step × steps; ``train_flops_6nd`` = 6 · active params · tokens where recorded).
     ``front``: ``(x, y)`` pairs drawn for every group and post stage with the Pareto front (``experiments.reports.fronts``;
-    configs add theirs and the stages to show with ``sweep.front`` / ``sweep.front_post``)."""
-    runs = load_runs(dirs)
+    configs add theirs and the stages to show with ``sweep.front`` / ``sweep.front_post``). ``settings``: fields
+    that are each arm's own (a tuned learning rate) and do not group runs (``analysis.folders.load_runs``)."""
+    runs = load_runs(dirs, settings)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     differing, groups = group_runs(runs)

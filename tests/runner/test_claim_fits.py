@@ -2,6 +2,7 @@
 
 No training: the runs are dicts shaped like ``report.load_runs``'s, with losses drawn from known laws."""
 
+import json
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from experiments import ConfigError
 from experiments.analysis import PowerLaw
-from experiments.claims import describe_condition, judge, load_claim
+from experiments.claims import describe_condition, judge, load_claim, load_claim_runs
 from experiments.claims import fits as claim_fits
 
 DENSE = PowerLaw(E=1.5, log_A=math.log(30.0), alpha=0.3)
@@ -114,6 +115,28 @@ def test_ratio_trend_is_the_slope_of_the_ratio_per_decade_of_compute():
                                    "<= 0.0")
     few = judge(_trend(), runs[:16] + [r for r in runs if r["variant"] == "spiking"])
     assert few["state"] == "undecided" and ">= 4 sizes both sides ran" in few["note"]
+
+
+def test_a_rate_tuned_per_width_neither_splits_sizes_nor_labels_groups(tmp_path):
+    """Per-width tuning gives the widest dense arm another rate: read from run folders with the tuned field as a
+    setting, the trend still pairs all five widths (without it, width 256 splits in two and the sides share four
+    sizes, one without a second run)."""
+    claim_runs = []
+    for r in _runs("dense", DENSE) + [dict(r, variant="spiking") for r in _runs("dense", DENSE, rng_seed=5)]:
+        d = tmp_path / f"{r['variant']}-{r['flat']['model.width']}-{r['flat']['seed']}"
+        d.mkdir()
+        wide = r["variant"] == "dense" and r["flat"]["model.width"] == 256
+        config = {"seed": r["flat"]["seed"], "model": {"name": "lm", "width": r["flat"]["model.width"]},
+                  "optimizer": {"learning_rate": 3e-3 if wide else 6e-3}}
+        (d / "config.json").write_text(json.dumps(config))
+        (d / "summary.json").write_text(json.dumps({"steps": 1, "final": r["values"]}))
+        claim_runs.append((r["variant"], d))
+    runs = load_claim_runs(claim_runs, ["optimizer.learning_rate"])
+    assert {r["setting"]["optimizer.learning_rate"] for r in runs} == {3e-3, 6e-3}
+    r = judge(_trend(), runs)
+    assert [m["size"] for m in r["ratios"]] == [f"width={16 * 2 ** i}" for i in range(5)], r
+    split = judge(_trend(), load_claim_runs(claim_runs))
+    assert "width=256" not in [m["size"] for m in split.get("ratios", [])], split
 
 
 @pytest.mark.parametrize("cond, message", [
