@@ -95,7 +95,12 @@ def make_optimizer(config: Config, steps: int | None = None, key: jax.Array | No
 def enable_compilation_cache() -> None:
     """Persist compiled programs across processes (sweeps, resumed runs, tests) unless the user chose otherwise:
     ``JAX_COMPILATION_CACHE_DIR`` names the folder (default ``~/.cache/beyondscale/jax``); ``=0`` in
-    ``BEYONDSCALE_COMPILATION_CACHE`` turns it off."""
+    ``BEYONDSCALE_COMPILATION_CACHE`` turns it off. Off in a multi-process run on CPU, whatever the setting: there a
+    program read back from the cache waits for ever in its first cross-process collective (jax 0.12.1, gloo; a
+    resumed two-process run hung in 3 of 3 tries with the cache, finished in 3 of 3 without)."""
+    if jax.process_count() > 1 and jax.default_backend() == "cpu":
+        jax.config.update("jax_enable_compilation_cache", False)
+        return
     if os.environ.get("BEYONDSCALE_COMPILATION_CACHE") == "0" or jax.config.jax_compilation_cache_dir:
         return
     path = os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.expanduser("~/.cache/beyondscale/jax")
