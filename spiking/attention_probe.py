@@ -2,9 +2,9 @@
 
 Spikformer attention has no softmax: query ``i`` takes ``Σ_{j≤i} (q_i·k_j) v_j``, so its weights over the prefix are
 ``w_ij = q_i·k_j / Σ_{j'≤i} q_i·k_j'`` (every ``q``, ``k`` is >= 0 for spikes and for the sigmoid twin; a signed
-activation such as GELU's is measured on ``|q_i·k_j|``). With
-sparse binary spikes a dot product counts coincidences and varies a lot between keys; with dense activations of
-similar size (a sigmoid's) every key scores about the same and attention becomes a running mean of the prefix.
+activation such as GELU's is measured on ``|q_i·k_j|``). With sparse binary spikes a dot product counts coincidences
+and varies a lot between keys; with dense activations of similar size (a sigmoid's) every key scores about the same
+and attention becomes a running mean of the prefix.
 ``probe`` measures that on validation windows of the run's own corpus: per block, the mean normalised entropy of
 ``w_i·`` (1: a uniform average over the prefix; 0: one key), the coefficient of variation of the scores over keys,
 and the mean of ``q`` and ``k``. Queries whose scores are all zero (no coincident spike) are counted apart.
@@ -57,7 +57,7 @@ def probe(run_dir, windows: int = 8) -> list[dict]:
     model, config = load_run(run_dir)
     data = config.raw.get("data", {})
     seq_len = int(data.get("seq_len", 128))
-    _, val = split(load_corpus(data.get("path", ""), data.get("corpus", "pydoc")))
+    _, val = split(load_corpus(data.get("path", ""), data.get("corpus", "pydoc")), data.get("val_fraction", 0.1))
     starts = np.linspace(0, len(val) - seq_len - 1, windows).astype(int)
     tokens = jnp.asarray(np.stack([val[s: s + seq_len] for s in starts]).astype(np.int32))
     seen = []
