@@ -26,7 +26,8 @@ from experiments.reports.plots import legend_name, style
 def scaling_section(runs, out: Path, compute: str, loss: str, baseline: str | None = None,
                     n_boot: int = 2000) -> tuple[list[str], list[str]]:
     """Markdown lines and the plot's file name for ``loss`` against ``compute``; a family with fewer than
-    ``scaling.LAW_SIZES`` sizes (or a size with one run) is listed as not fitted, with why."""
+    ``scaling.LAW_SIZES`` sizes (or a size with one run) is listed as not fitted, with why, and drawn without a
+    fit."""
     fams, size_keys = families(runs)
     fits, unfitted = {}, []
     for fam, sizes in fams.items():
@@ -39,7 +40,12 @@ def scaling_section(runs, out: Path, compute: str, loss: str, baseline: str | No
         fits[fam] = (scaling.parametric_fit(pts, n_boot=n_boot, seed=0), sizes)
     if not fits:
         note = "; ".join(unfitted) or f"no runs with numeric {compute} and {loss}"
-        return [f"## Scaling: {loss} against {compute}", "", f"Cannot fit at this size: {note}.", ""], []
+        lines = [f"## Scaling: {loss} against {compute}", "", f"Cannot fit at this size: {note}.", ""]
+        if not any(points(sizes, compute, loss) for sizes in fams.values()):
+            return lines, []
+        path = out / f"scaling_{loss}_vs_{compute}.png"
+        _plot(fams, fits, compute, loss, path)     # the measured points without a fit
+        return lines, [path.name]
     base = next(iter(fits))
     if baseline:
         matches = [f for f in fits if baseline == f or baseline in f.split(", ") or baseline in f]
@@ -118,7 +124,8 @@ def _plot(fams, fits, compute: str, loss: str, path: Path) -> None:
         ax.set_ylim(lo, hi)
     else:
         ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
-    ax.set(xlabel=compute, ylabel=loss, title=f"{loss} against {compute} (fit with 95% band)")
+    how = "mean ± sd over seeds; fit with 95% band" if fits else "mean ± sd over seeds; too few sizes to fit"
+    ax.set(xlabel=compute, ylabel=loss, title=f"{loss} against {compute} ({how})")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)  # off the data
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")

@@ -93,6 +93,7 @@ def test_compare_fits_each_group_and_states_the_multiplier(tmp_path):
     few = compare([tmp_path / "runs" / d for d in ("dense-16-0", "dense-16-1", "dense-32-0", "dense-32-1")],
                   tmp_path / "few", scaling=[("train_flops", "bits_per_char")], n_boot=5).read_text()
     assert "Cannot fit at this size" in few and "2 sizes" in few
+    assert (tmp_path / "few" / "scaling_bits_per_char_vs_train_flops.png").exists()   # the points, drawn unfitted
 
 
 def test_log_axis_minor_labels_only_at_two_and_five():
