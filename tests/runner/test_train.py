@@ -144,3 +144,15 @@ def test_progress_bar_only_in_a_terminal_or_notebook_and_not_when_quiet(monkeypa
     assert bar is not None and bar.total == 10 and bar.n == 3
     bar.close()
     assert progress_bar(10, 0, quiet=True) is None  # --quiet wins
+
+
+def test_compilation_cache_keeps_every_program_unless_the_user_sets_a_minimum(tmp_path):
+    code = ("import jax; from experiments.runner import enable_compilation_cache; enable_compilation_cache(); "
+            "print(jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_PERSISTENT_CACHE", "BEYONDSCALE_COMP"))}
+    env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / "cache")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(tmp_path / "cache"), "0.0"]
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "2.5"
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(tmp_path / "cache"), "2.5"]
