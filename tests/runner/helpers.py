@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,13 @@ def cli(*args, env=None, timeout=600):
     """Run ``python -m experiments ARGS`` in a subprocess; returns the CompletedProcess."""
     return subprocess.run([sys.executable, "-m", "experiments", *map(str, args)], capture_output=True, text=True,
                           cwd=REPO, env=env, timeout=timeout)
+
+
+def devices_env(devices: int, **extra) -> dict:
+    """This environment with ``devices`` simulated CPU devices (XLA_FLAGS' other flags kept) and ``extra``."""
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]
+    flags.append(f"--xla_force_host_platform_device_count={devices}")
+    return dict(os.environ, XLA_FLAGS=" ".join(flags), JAX_PLATFORMS="cpu", **{k: str(v) for k, v in extra.items()})
 
 
 def events(workdir, split=None):

@@ -4,7 +4,6 @@ process of 8, written once; both killed mid-run and restarted must resume to the
 process that cannot reach the coordinator must stop with one line, not hang."""
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -14,15 +13,14 @@ import time
 import numpy as np
 import pytest
 
-from .helpers import QUICKSTART, REPO, cli, events
+from .helpers import QUICKSTART, REPO, cli, devices_env, events
 
 ARGS = ["train.steps=60", "train.eval_every=30", "train.log_every=10", "train.steps_per_call=10",
         "train.checkpoint_every=20"]
 
 
 def _env(devices: int, **extra) -> dict:
-    return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
-                **{k: str(v) for k, v in extra.items()})
+    return devices_env(devices, **extra)
 
 
 def _free_port() -> int:

@@ -5,7 +5,6 @@ compiled step's memory analysis); a checkpoint written on 8 devices restores on 
 the mesh config's errors and the logical-axis rules."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -16,7 +15,7 @@ from jax.sharding import PartitionSpec as P
 import experiments
 from experiments.runner.mesh import MeshConfig, logical_to_mesh, make_mesh
 
-from .helpers import REPO
+from .helpers import REPO, devices_env
 
 TOL = 1e-5
 
@@ -24,7 +23,7 @@ TOL = 1e-5
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("sharded")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    env = devices_env(8)
     proc = subprocess.run([sys.executable, str(REPO / "tests" / "runner" / "sharded_runs.py"), str(workdir)],
                           check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -16,7 +16,7 @@ from tokenizers import Tokenizer
 from experiments import TokenDir, TokenReader, eval_windows, from_dict, prepare_data, run, window_starts
 from experiments.__main__ import main
 
-from .helpers import REPO
+from .helpers import REPO, devices_env
 
 
 def _text(tmp_path, n=3000):
@@ -136,8 +136,7 @@ def test_four_devices_see_the_batches_of_one(runs, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
     proc = subprocess.run([sys.executable, "-m", "experiments", "run", str(tmp_path / "config.json"), "--workdir",
                            str(tmp_path / "four"), "--quiet"], check=False, capture_output=True, text=True, cwd=REPO,
-                          timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu",
-                                                XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+                          timeout=300, env=devices_env(4))
     assert proc.returncode == 0, proc.stderr[-3000:]
     four = json.loads((tmp_path / "four" / "summary.json").read_text())
     assert four["device_count"] == 4

@@ -13,7 +13,7 @@ import pytest
 
 from experiments import TokenDir, TokenReader
 
-from .helpers import REPO
+from .helpers import REPO, devices_env
 
 RSS_CHILD = textwrap.dedent("""
     import json, sys
@@ -98,8 +98,7 @@ def test_two_processes_of_four_devices_read_disjoint_shares_of_one_global_batch(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
-               JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2")
+    env = devices_env(4, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES=2)
     procs = [subprocess.Popen([sys.executable, "-c", MULTI_CHILD, str(token_dir)], cwd=REPO, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(env, JAX_PROCESS_ID=str(i)))
              for i in (0, 1)]

@@ -13,7 +13,7 @@ import pytest
 import experiments
 from experiments import ConfigError, TrainingDiverged, load_config
 
-from .helpers import QUICKSTART, REPO, TINY, cli, events
+from .helpers import QUICKSTART, REPO, TINY, cli, devices_env, events
 
 
 def test_quickstart_learns_digits_and_records_everything(tmp_path):
@@ -92,7 +92,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
 
 
 def test_one_and_eight_devices_give_the_same_losses(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    env = devices_env(8)
     args = ["train.steps=30", "train.log_every=1", "train.eval_every=0", "train.steps_per_call=10"]
     eight = cli("run", QUICKSTART, *args, "--workdir", tmp_path / "eight", "--quiet", env=env)
     assert eight.returncode == 0, eight.stderr
@@ -105,7 +105,7 @@ def test_one_and_eight_devices_give_the_same_losses(tmp_path):
 
 
 def test_batch_not_divisible_by_devices_is_a_config_error(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    env = devices_env(8)
     proc = cli("run", QUICKSTART, "train.batch_size=60", "--workdir", tmp_path, env=env)
     assert proc.returncode == 2 and "train.batch_size: 60" in proc.stderr and "multiple of 8" in proc.stderr
 
