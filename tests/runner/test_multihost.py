@@ -19,10 +19,6 @@ ARGS = ["train.steps=60", "train.eval_every=30", "train.log_every=10", "train.st
         "train.checkpoint_every=20"]
 
 
-def _env(devices: int, **extra) -> dict:
-    return devices_env(devices, **extra)
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -33,7 +29,7 @@ def _start_two(workdir, port):
     """Processes 0 and 1 of one run, each with 4 devices; returns the Popen objects."""
     cmd = [sys.executable, "-m", "experiments", "run", str(QUICKSTART), *ARGS, "--workdir", str(workdir), "--quiet"]
     return [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             env=_env(4, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES=2,
+                             env=devices_env(4, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES=2,
                                       JAX_PROCESS_ID=pid))
             for pid in (0, 1)]
 
@@ -59,7 +55,7 @@ def _assert_same_metrics(run_dir, reference):
 def one_process(tmp_path_factory):
     """The reference: one process with 8 devices."""
     run_dir = tmp_path_factory.mktemp("one") / "run"
-    proc = cli("run", QUICKSTART, *ARGS, "--workdir", run_dir, "--quiet", env=_env(8))
+    proc = cli("run", QUICKSTART, *ARGS, "--workdir", run_dir, "--quiet", env=devices_env(8))
     assert proc.returncode == 0, proc.stderr
     return run_dir
 
@@ -97,7 +93,7 @@ def test_a_process_that_cannot_reach_the_coordinator_fails_with_one_line(tmp_pat
     address = f"127.0.0.1:{_free_port()}"  # nothing listens there
     t0 = time.monotonic()
     proc = cli("run", QUICKSTART, "--workdir", tmp_path / "run", "--quiet", timeout=120,
-               env=_env(4, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES=2, JAX_PROCESS_ID=1,
+               env=devices_env(4, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES=2, JAX_PROCESS_ID=1,
                         BEYONDSCALE_DISTRIBUTED_TIMEOUT=2))
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
