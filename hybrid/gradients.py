@@ -46,11 +46,12 @@ def _noise(name: str):
     raise ValueError(f"noise: got {name!r}; allowed: {', '.join(NOISES)}")
 
 
-def blackbox(solver: Solver, lam: float = 20.0) -> Solver:
+def blackbox(solver: Solver, lam: float = 20.0, clip_min: float | None = None) -> Solver:
     """Blackbox differentiation (Vlastelica et al. 2020) of ``solver``; ``lam`` > 0 is the interpolation step.
 
     Returns ``f(weights [B, ...]) -> solution [B, ...]`` equal to ``solver`` forward; backward costs one
-    more solver call on ``weights + lam * dL/dy``.
+    more solver call on ``weights + lam * dL/dy``, floored at ``clip_min`` where given: the step lowers the costs
+    of cells the loss wants used, and a shortest-path solver fed a negative cost returns no path at all.
     """
     if not lam > 0:
         raise ValueError(f"lam: got {lam!r}; allowed: a number > 0")
@@ -65,7 +66,8 @@ def blackbox(solver: Solver, lam: float = 20.0) -> Solver:
 
     def bwd(res, g):
         w, y = res
-        y_lam = solver(w + lam * g.astype(w.dtype))
+        w_lam = w + lam * g.astype(w.dtype)
+        y_lam = solver(w_lam if clip_min is None else jnp.maximum(w_lam, clip_min))
         return (-(y - y_lam).astype(w.dtype) / lam,)
 
     f.defvjp(fwd, bwd)
@@ -207,10 +209,11 @@ def make_estimator(name: str, solver: Solver, *, lam: float = 20.0, projection: 
                    clip_min: float | None = None) -> Callable[[jax.Array, jax.Array], jax.Array]:
     """The estimator ``name`` (one of ``ESTIMATORS``) as ``f(weights [B, ...], key) -> solution [B, ...]``.
 
-    ``blackbox`` and ``identity`` ignore the key; ``perturbed`` returns the Monte Carlo mean solution.
+    ``blackbox`` and ``identity`` ignore the key; ``perturbed`` returns the Monte Carlo mean solution. ``clip_min``
+    floors the costs that ``blackbox`` and ``perturbed`` solve on beyond the forward pass.
     """
     if name == "blackbox":
-        f = blackbox(solver, lam)
+        f = blackbox(solver, lam, clip_min)
         return lambda w, key=None: f(w)
     if name == "identity":
         f = identity(solver, projection)

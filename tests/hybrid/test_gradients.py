@@ -70,6 +70,28 @@ def test_blackbox_is_the_gradient_of_the_interpolated_objective():
     assert np.abs(numeric).sum() > 0  # the two solutions differ here: a gradient that is not zero
 
 
+def test_blackbox_solves_its_step_on_floored_costs():
+    """The step ``w + lam * dL/dy`` lowers the costs of cells the loss wants on the path; on a grid where it drives
+    one below 0, the jitted shortest-path solver returns a mask without the source (no path), so the estimate is
+    garbage. With ``clip_min`` the second solve sees ``max(w + lam * dL/dy, clip_min)``: the gradient equals
+    ``-(y(w) - y(w'))/lam`` on those floored costs, a valid path difference."""
+    from hybrid.planners import grid_shortest_path
+
+    def solve(w):
+        return grid_shortest_path(w)[0]
+
+    w = jnp.full((1, 6, 6), 0.5)
+    route = (jnp.array([0, 0, 0, 0, 1, 2, 3, 4]), jnp.array([1, 2, 3, 4, 5, 5, 5, 5]))
+    a = jnp.zeros((1, 6, 6)).at[0, route[0], route[1]].set(-1.0)  # the loss wants the top row, then the right column
+    lam, floor = 2.0, 1e-3                                          # 0.5 - 2 * 1 < 0 there
+    (got,) = jax.jit(jax.vjp(G.blackbox(solve, lam, clip_min=floor), w)[1])(a)
+    y, y_lam = solve(w), solve(jnp.maximum(w + lam * a, floor))
+    np.testing.assert_allclose(np.asarray(got), np.asarray(-(y - y_lam) / lam), atol=1e-6)
+    assert float(y_lam[0, 0, 0]) == 1.0 and bool(jnp.all(y_lam[0][route] == 1.0))  # a real path, the cheap route
+    y_raw = jax.jit(solve)(w + lam * a)                                   # unfloored: no source, not a path
+    assert float(y_raw[0, 0, 0]) == 0.0
+
+
 def test_identity_projection_removes_scale_component():
     f = G.identity(path_solver, "normalize")
     g = jax.grad(lambda w: jnp.sum(f(w) * jnp.arange(6.0)))(W0)
