@@ -43,6 +43,12 @@ def _finished(runs: list[dict]) -> list[dt.datetime]:
     return sorted(finished_at(json.loads(p.read_text()), p) for p in paths)
 
 
+def _overrides(claim, size: str) -> str:
+    """The size's changes to its experiment file, so a reader sees what ran (`` (with data.k = 8, ...)``)."""
+    changed = claim.sizes.get(size, {}).get("overrides", {})
+    return f" (with {', '.join(f'{k} = {v}' for k, v in changed.items())})" if changed else ""
+
+
 def _made(times: list[dt.datetime]) -> str:
     """When the runs finished, so reused runs are visible as such."""
     if not times:
@@ -60,7 +66,7 @@ def claim_section(claim: Claim, runs: list[dict], size: str, report_dir: Path, o
     times = _finished(runs)
     lines = [f"## Claim {claim.id}: {claim.title}", "", f"**Claim.** {claim.statement}", "",
              f"**Source figure.** {claim.source}", "",
-             f"**Experiment.** `{_shown(claim.experiment)}` at size `{size}`; "
+             f"**Experiment.** `{_shown(claim.experiment)}` at size `{size}`{_overrides(claim, size)}; "
              f"{len(runs)} runs{_made(times)}; reproduce: `python -m experiments claims --size {size} --only "
              f"{claim.path.stem}`." + (f" Wall of its runs here, tuning included: {wall} (a run shared with another "
                                         "claim counts in both)." if wall else ""),

@@ -37,6 +37,9 @@ def test_smoke_suite_writes_one_section_per_claim_with_a_verdict(smoke):
     for claim in claims:
         assert f"## Claim {claim.id}: {claim.title}" in text
         assert claim.source[:40] in text
+        overrides = claim.sizes.get("smoke", {}).get("overrides", {})
+        for key, value in overrides.items():  # the section says what the size changed in its experiment
+            assert f"{key} = {value}" in text.split(f"## Claim {claim.id}: ")[1].split("**Design")[0]
     verdicts = re.findall(r"\*\*Verdict: (supported|not supported|inconclusive|no verdict|not run)\.\*\*", text)
     assert len(verdicts) == len(claims)
     summary = re.findall(r"^\| (\S+): [^|]+ \| ([a-z ]+) \| [^|]+ \|$", text.split("## Method")[0], re.MULTILINE)
